@@ -1,0 +1,3 @@
+from angioseg.cli import entry
+
+entry()

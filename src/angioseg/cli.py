@@ -1,0 +1,310 @@
+"""The ``angioseg`` command line. Each command is a thin wrapper: it builds a config and calls the library.
+
+Sub-command groups of later features register themselves in :func:`_register`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from angioseg import __version__
+from angioseg.errors import AngiosegError
+
+app = typer.Typer(
+    name="angioseg",
+    help="Coronary artery segmentation when labels are scarce: fine-tune, segment, evaluate, synthesise.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+console = Console(stderr=True)
+out_console = Console()
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"angioseg {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    """angioseg: coronary artery segmentation when labels are scarce."""
+
+
+def metrics_table(summary: dict[str, Any], title: str) -> Table:
+    t = Table(title=title)
+    for key in ("dice", "cldice", "iou", "mhd", "hd95", "add", "pcc", "ba_bias", "n"):
+        t.add_column(key, justify="right")
+    t.add_row(
+        *[
+            (
+                "-"
+                if summary.get(k) is None
+                else (f"{summary[k]:.3f}" if isinstance(summary[k], float) else str(summary[k]))
+            )
+            for k in ("dice", "cldice", "iou", "mhd", "hd95", "add", "pcc", "ba_bias", "n")
+        ]
+    )
+    return t
+
+
+def report_failures(failed: list[tuple[str, str]]) -> None:
+    if failed:
+        console.print(f"[bold red]{len(failed)} input(s) failed:[/]")
+        for name, why in failed:
+            console.print(f"  {name}: {why}", markup=False, highlight=False)
+
+
+# ---------------------------------------------------------------------------------------------------
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("--out", help="Folder to write images/ and masks/ into.")],
+    n: Annotated[int, typer.Option("-n", "--n", min=1, help="Number of image/mask pairs.")] = 20,
+    size: Annotated[int, typer.Option(min=32, help="Image side in pixels.")] = 256,
+    seed: Annotated[int, typer.Option(help="Random seed; image i depends only on (seed, i).")] = 0,
+    catheter: Annotated[
+        float, typer.Option(min=0.0, max=1.0, help="Probability that an image shows a catheter.")
+    ] = 0.5,
+) -> None:
+    """Write synthetic X-ray angiograms with exact vessel masks (branching, tapering vessel trees)."""
+    import numpy as np
+    from rich.progress import track
+
+    from angioseg.data.io import write_png
+    from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
+
+    cfg = SynthConfig(size=size, catheter_prob=catheter)
+    for i in track(range(n), description="synthesising", console=console, transient=True):
+        image, mask = synthetic_angiogram(np.random.default_rng([seed, i]), cfg)
+        write_png(out / "images" / f"synth_{i:04d}.png", image)
+        write_png(out / "masks" / f"synth_{i:04d}.png", mask)
+    out_console.print(f"wrote {n} synthetic angiograms to {out}/images and {out}/masks")
+
+
+@app.command()
+def finetune(
+    data: Annotated[
+        Path, typer.Option("--data", help="Dataset folder with images/ and masks/ (same file names).")
+    ],
+    out: Annotated[
+        Path,
+        typer.Option("--out", help="Run folder (config, splits, logs, checkpoints, model, test metrics)."),
+    ],
+    labeled: Annotated[
+        int | None, typer.Option(help="Number of labeled fine-tuning images (the label budget).")
+    ] = None,
+    fraction: Annotated[
+        float | None, typer.Option(help="Label budget as a fraction of all images (instead of --labeled).")
+    ] = None,
+    pretrained: Annotated[
+        Path | None, typer.Option(help="Pretraining run folder or checkpoint to start from.")
+    ] = None,
+    transfer: Annotated[
+        str, typer.Option(help="What to load from --pretrained: auto, encoder, encoder+decoder.")
+    ] = "auto",
+    width: Annotated[
+        int,
+        typer.Option(
+            help="UNet base width; 64 is the paper's 31 M-parameter network, 16 runs fast on a laptop."
+        ),
+    ] = 64,
+    image_size: Annotated[int, typer.Option(help="Images are resized to this side (paper: 256).")] = 256,
+    epochs: Annotated[int, typer.Option(help="Maximum epochs (paper: 128).")] = 128,
+    batch_size: Annotated[int, typer.Option(help="Batch size; an epoch holds at least one full batch.")] = 8,
+    lr: Annotated[float, typer.Option(help="Adam learning rate (paper's best: 1e-3).")] = 1e-3,
+    patience: Annotated[
+        int, typer.Option(help="Early stopping patience in epochs, on validation Dice.")
+    ] = 30,
+    test: Annotated[float, typer.Option(help="Test split: fraction (<1) or count.")] = 0.2,
+    val: Annotated[
+        float,
+        typer.Option(help="Validation split (best epoch): fraction (<1) or count, outside the label budget."),
+    ] = 0.1,
+    seed: Annotated[
+        int, typer.Option(help="Seed for validation/fine-tune draws, initialisation and augmentation.")
+    ] = 0,
+    kfold: Annotated[
+        int, typer.Option(help="If >= 2, choose lr and batch size by k-fold CV on the fine-tuning set first.")
+    ] = 0,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 where the hardware has it), bf16 or fp32.")
+    ] = "auto",
+    no_augment: Annotated[
+        bool, typer.Option("--no-augment", help="Disable the paper's augmentations.")
+    ] = False,
+    config: Annotated[
+        Path | None,
+        typer.Option(help="YAML file of FinetuneConfig options; command-line options override it."),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+    ] = False,
+) -> None:
+    """Fine-tune a UNet on a few labeled angiograms with Dice + cross-entropy.
+
+    The best epoch is chosen on a validation split that never overlaps the test split; the test split
+    is scored with every metric of the CM-UNet study into RUN_DIR/test/.
+    """
+    from dataclasses import replace
+
+    from angioseg.config import load_config
+    from angioseg.train.finetune import FinetuneConfig, run_finetune
+
+    cfg = load_config(FinetuneConfig, config) if config else FinetuneConfig()
+    cfg = replace(
+        cfg,
+        data=str(data),
+        out=str(out),
+        labeled=labeled if labeled is not None else cfg.labeled,
+        fraction=fraction if fraction is not None else cfg.fraction,
+        pretrained=str(pretrained) if pretrained else cfg.pretrained,
+        transfer=transfer,
+        width=width,
+        epochs=epochs,
+        batch_size=batch_size,
+        lr=lr,
+        patience=patience,
+        test=test,
+        val=val,
+        seed=seed,
+        kfold=kfold,
+        precision=precision,
+        augment=not no_augment and cfg.augment,
+        preprocess=replace(cfg.preprocess, image_size=image_size),
+    )
+    res = run_finetune(cfg, resume=resume, announce=lambda s: console.print(s))
+    out_console.print(
+        metrics_table(
+            res.summary, f"test split ({len(res.splits['test'])} images), best epoch {res.best_epoch}"
+        )
+    )
+    out_console.print(f"model: {res.run_dir / 'model.safetensors'}   test report: {res.run_dir / 'test'}")
+
+
+@app.command()
+def segment(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files, folders, DICOM files or cine runs.")],
+    model: Annotated[Path, typer.Option("--model", help="Fine-tuning run folder or model .safetensors.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: masks/, overlays/, vessels.csv.")],
+    fast: Annotated[
+        bool, typer.Option("--fast", help="channels_last + bf16 autocast (faster on CPUs with bf16).")
+    ] = False,
+    mode: Annotated[
+        str,
+        typer.Option(help="resize (as trained) or sliding (native resolution, Gaussian-weighted windows)."),
+    ] = "resize",
+    threshold: Annotated[float, typer.Option(help="Vessel probability threshold.")] = 0.5,
+    no_overlay: Annotated[bool, typer.Option("--no-overlay", help="Do not write overlay PNGs.")] = False,
+) -> None:
+    """Segment angiograms: a binary mask PNG and an overlay per image, and vessels.csv with vessel geometry."""
+    from angioseg.predict import Segmenter, segment_inputs
+
+    seg = Segmenter.from_checkpoint(model, fast=fast, mode=mode, threshold=threshold)
+    res = segment_inputs(seg, inputs, out, overlays=not no_overlay)
+    out_console.print(f"segmented {len(res.rows)} image(s) into {out}/masks; vessel table: {out}/vessels.csv")
+    report_failures(res.failed)
+    if res.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def evaluate(
+    pred: Annotated[Path, typer.Option("--pred", help="Folder of predicted masks.")],
+    truth: Annotated[
+        Path, typer.Option("--truth", help="Folder of true masks (or a dataset folder with masks/).")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="Folder for metrics.csv, summary.json, bland_altman.png.")
+    ],
+) -> None:
+    """Score predicted masks against true masks, pairing files by name.
+
+    Per image: dice, iou, cldice, mhd, hd, hd95, add, diam_pred, diam_true, precision, recall,
+    accuracy; across images: means, Pearson r of the diameters and Bland–Altman limits.
+    """
+    from angioseg.metrics.evaluate import evaluate_folders
+
+    res = evaluate_folders(pred, truth, out)
+    out_console.print(metrics_table(res.summary, f"{len(res.rows)} image(s)"))
+    if res.unmatched:
+        console.print(
+            f"{len(res.unmatched)} file(s) without a partner were skipped, e.g. {res.unmatched[:3]}"
+        )
+    out_console.print(f"report: {out}/metrics.csv, {out}/summary.json, {out}/bland_altman.png")
+    report_failures(res.failed)
+    if res.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo run and its outputs.")] = Path(
+        "demo_output"
+    ),
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 60,
+    width: Annotated[int, typer.Option(help="UNet width.")] = 16,
+) -> None:
+    """Fine-tune a small UNet on the bundled real angiograms, segment the unlabeled ones and evaluate."""
+    from angioseg.demo import run_demo
+
+    summary = run_demo(out, epochs=epochs, width=width, console=out_console)
+    out_console.print(metrics_table(summary, "demo: held-out test images"))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Console entry point: user errors become one line on stderr and exit code 2.
+
+    Returns the exit code (Typer's own usage errors and ``--help`` keep their usual codes).
+    """
+    try:
+        app(args=argv, prog_name="angioseg")
+    except SystemExit as exc:
+        code = exc.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except AngiosegError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return 2
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+# Command groups that live beside their feature (pretraining, CUTS, CT, public datasets, experiments)
+# register themselves on ``app`` when imported; a feature that is not installed is simply absent.
+PLUGINS = (
+    "angioseg.pretrain.cli",
+    "angioseg.experiment.cli",
+    "angioseg.public.cli",
+    "angioseg.unsupervised.cli",
+    "angioseg.cta.cli",
+)
+
+
+def _register() -> None:
+    import importlib
+
+    for mod in PLUGINS:
+        try:
+            importlib.import_module(mod)
+        except ModuleNotFoundError as exc:
+            if not (exc.name and mod.startswith(exc.name)):
+                raise
+
+
+_register()

@@ -1,0 +1,233 @@
+"""Inference: probabilities for preprocessed images, and ``angioseg segment`` on files and folders.
+
+Two ways to handle any input size:
+
+* ``resize`` (default): preprocess as in training (which resizes to the model's ``image_size``),
+  predict, and resize the probability map back onto the original pixel grid;
+* ``sliding``: preprocess without resizing and run MONAI's Gaussian-weighted sliding-window
+  inferer with windows of ``image_size`` (for models trained on native-resolution crops).
+
+fp32 by default; ``fast=True`` runs channels_last + bf16 autocast (several times faster on CPUs
+with native bf16, same Dice in our measurement).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from angioseg.data.io import Frame, list_image_files, read_frames, to_uint8, write_png
+from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore_geometry
+from angioseg.errors import AngiosegError, DataError
+from angioseg.metrics.vessel import vessel_stats
+from angioseg.models.unet import UNet, set_memory_format
+from angioseg.utils import atomic_open
+
+MODES = ("resize", "sliding")
+
+
+def _autocast(fast: bool, device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    if not fast:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+
+
+@torch.no_grad()
+def predict_proba(
+    model: UNet,
+    images: Sequence[np.ndarray],
+    fast: bool = False,
+    batch_size: int = 4,
+    roi_size: int | None = None,
+    device: str | torch.device | None = None,
+) -> list[np.ndarray]:
+    """Vessel probability (H x W float32) for each preprocessed image.
+
+    With ``roi_size`` the images are processed by sliding windows of that size (overlap 0.25,
+    Gaussian weighting); otherwise whole, in batches of equal-shaped images.
+    """
+    from monai.inferers import sliding_window_inference
+
+    dev = torch.device(device) if device is not None else next(model.parameters()).device
+    model = model.to(dev).eval()
+    if fast:
+        set_memory_format(model, True)
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        if fast:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with _autocast(fast, dev):
+            return model(x).float().softmax(1)[:, 1:2]
+
+    out: list[np.ndarray] = []
+    i = 0
+    while i < len(images):
+        shape = images[i].shape
+        j = i
+        while j < len(images) and j - i < batch_size and images[j].shape == shape:
+            j += 1
+        x = torch.from_numpy(np.stack(images[i:j])[:, None]).float().to(dev)
+        if roi_size is not None and max(shape) > roi_size:
+            prob = sliding_window_inference(
+                x, (roi_size, roi_size), batch_size, run, overlap=0.25, mode="gaussian"
+            )
+            prob = prob if isinstance(prob, torch.Tensor) else prob[0]  # type: ignore[index]
+        else:
+            prob = run(x)
+        out.extend(p[0].cpu().numpy().astype(np.float32) for p in prob)
+        i = j
+    if fast:
+        set_memory_format(model, False)
+    return out
+
+
+class Segmenter:
+    """A loaded segmentation model with its preprocessing: raw image in, vessel probability out."""
+
+    def __init__(
+        self,
+        model: UNet,
+        meta: dict[str, Any],
+        fast: bool = False,
+        mode: str = "resize",
+        threshold: float = 0.5,
+        device: str | None = None,
+    ) -> None:
+        if mode not in MODES:
+            raise AngiosegError(f"--mode must be one of {MODES}, got {mode!r}")
+        self.model = model.to(device or "cpu").eval()
+        self.meta = meta
+        self.fast = fast
+        self.mode = mode
+        self.threshold = threshold
+        self.preprocess = PreprocessConfig.from_dict(meta.get("preprocess"))
+        self.image_size = self.preprocess.image_size
+        if mode == "sliding":
+            self.preprocess = replace(self.preprocess, image_size=None)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Segmenter:
+        from angioseg.train.checkpoint import load_model
+
+        model, meta = load_model(path)
+        return cls(model, meta, **kwargs)
+
+    def probability(self, image: np.ndarray) -> np.ndarray:
+        """Vessel probability on the original pixel grid of ``image`` (raw intensities)."""
+        x, geom = preprocess_image(image, self.preprocess)
+        roi = self.image_size if self.mode == "sliding" else None
+        prob = predict_proba(self.model, [x], fast=self.fast, roi_size=roi)[0]
+        return restore_geometry(prob, geom)
+
+    def segment(self, image: np.ndarray) -> np.ndarray:
+        return self.probability(image) >= self.threshold
+
+
+def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
+    """RGB uint8: the image in gray with the vessel mask tinted red."""
+    g = to_uint8(image).astype(np.float32)
+    rgb = np.stack([g, g, g], axis=-1)
+    red = np.array([255.0, 40.0, 40.0])
+    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * red
+    return np.clip(rgb, 0, 255).astype(np.uint8)
+
+
+VESSEL_COLUMNS = (
+    "name",
+    "source",
+    "area_px",
+    "centerline_px",
+    "mean_diam_px",
+    "max_diam_px",
+    "spacing_mm",
+    "area_mm2",
+    "centerline_mm",
+    "mean_diam_mm",
+    "max_diam_mm",
+)
+
+
+def write_vessels_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
+    with atomic_open(path, newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(VESSEL_COLUMNS))
+        w.writeheader()
+        for r in rows:
+            w.writerow(
+                {
+                    k: ("" if r.get(k) is None else (f"{r[k]:.6g}" if isinstance(r[k], float) else r[k]))
+                    for k in VESSEL_COLUMNS
+                }
+            )
+
+
+@dataclass
+class SegmentResult:
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+
+def iter_frames(inputs: Sequence[str | Path], failed: list[tuple[str, str]]) -> Iterator[Frame]:
+    """Frames of every input file; unreadable files are appended to ``failed`` and skipped."""
+    files: list[Path] = []
+    for item in inputs:
+        try:
+            files.extend(list_image_files([item]))
+        except DataError as exc:
+            failed.append((str(item), exc.problem))
+    for f in files:
+        try:
+            frames = read_frames(f)
+        except DataError as exc:
+            failed.append((str(f), exc.problem))
+            continue
+        yield from frames
+
+
+def segment_inputs(
+    segmenter: Segmenter,
+    inputs: Sequence[str | Path],
+    out_dir: str | Path,
+    overlays: bool = True,
+    progress: bool = True,
+) -> SegmentResult:
+    """Segment files, folders and DICOM cine runs; write ``masks/``, ``overlays/`` and ``vessels.csv``.
+
+    Each output file is written atomically as soon as its image is done, and ``vessels.csv`` is
+    rewritten after every image, so an interrupted batch keeps everything it finished. Bad inputs
+    are collected in ``result.failed`` and do not stop the batch.
+    """
+    from rich.progress import Progress
+
+    out = Path(out_dir)
+    (out / "masks").mkdir(parents=True, exist_ok=True)
+    result = SegmentResult()
+    frames = iter_frames(inputs, result.failed)
+    seen: set[str] = set()
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("segmenting", total=None)
+        for fr in frames:
+            name = fr.name
+            if name in seen:  # same stem in two folders
+                name = f"{fr.source.parent.name}_{name}"
+            seen.add(name)
+            try:
+                mask = segmenter.segment(fr.image)
+            except Exception as exc:  # keep the batch going; report the file
+                result.failed.append((str(fr.source), f"{exc.__class__.__name__}: {exc}"))
+                continue
+            write_png(out / "masks" / f"{name}.png", mask)
+            if overlays:
+                write_png(out / "overlays" / f"{name}.png", overlay(fr.image, mask))
+            result.rows.append({"name": name, "source": str(fr.source), **vessel_stats(mask, fr.spacing)})
+            write_vessels_csv(out / "vessels.csv", result.rows)
+            bar.advance(task)
+    if not result.rows and not result.failed:
+        raise AngiosegError("no input image to segment")
+    return result

@@ -1,0 +1,1 @@
+"""Training: checkpoints, the Lightning fine-tuning module and the trainer factory."""

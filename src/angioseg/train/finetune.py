@@ -1,0 +1,349 @@
+"""Supervised fine-tuning on a few labeled angiograms (the second stage of CM-UNet).
+
+:func:`run_finetune` does, in one run folder:
+
+1. read the dataset, make (or reuse) the disjoint ``splits.json``;
+2. preprocess as in the paper and write the resolved ``config.yaml``;
+3. optionally choose learning rate and batch size by k-fold cross-validation on the fine-tuning
+   images (a fresh model, with the same pretrained weights, for every fold and setting);
+4. train with Dice + CE and the paper's augmentations, pick the best epoch on the validation
+   split (never the test split), stop early, save ``checkpoints/last.ckpt`` every epoch for
+   ``--resume``;
+5. export the best weights as ``model.safetensors`` + ``model.json``;
+6. score the test split with every metric of the paper (at the training resolution, as the paper
+   does) into ``test/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from angioseg.config import load_config, save_config, to_dict
+from angioseg.data.augment import paper_augmentations
+from angioseg.data.datasets import Sample, load_dataset
+from angioseg.data.io import write_png
+from angioseg.data.preprocess import PreprocessConfig, preprocess_pair
+from angioseg.data.splits import SplitSpec, load_or_make_splits
+from angioseg.errors import AngiosegError
+from angioseg.metrics.evaluate import score_pairs, write_report
+from angioseg.models.unet import UNet, count_parameters, set_memory_format
+from angioseg.predict import predict_proba
+from angioseg.train.checkpoint import load_pretrained, save_run_model
+from angioseg.train.module import SegmentationModule
+from angioseg.train.trainer import make_trainer
+from angioseg.utils import seed_everything, write_json
+
+
+@dataclass
+class FinetuneConfig:
+    """Everything that defines a fine-tuning run (written to ``config.yaml``)."""
+
+    data: str = ""
+    out: str = ""
+    labeled: int | None = None
+    fraction: float | None = None
+    test: float = 0.2
+    val: float = 0.1
+    seed: int = 0
+    test_seed: int = 42
+    width: int = 64
+    depth: int = 4
+    epochs: int = 128
+    batch_size: int = 8
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    patience: int = 30
+    augment: bool = True
+    noise_std: float = 0.3
+    pretrained: str | None = None
+    transfer: str = "auto"
+    precision: str = "auto"
+    channels_last: bool = True
+    kfold: int = 0
+    kfold_lrs: list[float] = field(default_factory=lambda: [1e-3, 1e-4])
+    kfold_batch_sizes: list[int] = field(default_factory=lambda: [4, 8])
+    kfold_epochs: int | None = None
+    channel: str = "gray"
+    devices: str = "auto"
+    num_workers: int = 0
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+
+
+@dataclass
+class FinetuneResult:
+    run_dir: Path
+    summary: dict[str, float]
+    splits: dict[str, list[str]]
+    best_epoch: int | None
+    train_seconds: float
+    parameters: int
+    transfer: str | None = None
+    interrupted: bool = False
+
+
+class ArrayDataset(Dataset[dict[str, torch.Tensor]]):
+    """Preprocessed images and masks in memory; ``repeat`` > 1 cycles through them (tiny datasets)."""
+
+    def __init__(
+        self,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+        length: int | None = None,
+    ) -> None:
+        self.images, self.masks, self.transform = list(images), list(masks), transform
+        self.length = max(length or 0, len(self.images))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        i %= len(self.images)
+        d: dict[str, Any] = {
+            "image": torch.from_numpy(self.images[i][None].copy()).float(),
+            "mask": torch.from_numpy(self.masks[i][None].astype(np.float32)),
+        }
+        if self.transform is not None:
+            d = self.transform(d)
+        return {
+            "image": torch.as_tensor(d["image"]).float(),
+            "mask": (torch.as_tensor(d["mask"]) > 0.5).long(),
+        }
+
+
+def data_fingerprint(samples: Sequence[Sample]) -> str:
+    h = hashlib.sha1()
+    for s in sorted(samples, key=lambda s: s.name):
+        h.update(s.name.encode())
+        h.update(np.ascontiguousarray(s.image).tobytes())
+        if s.mask is not None:
+            h.update(np.packbits(s.mask).tobytes())
+    return h.hexdigest()[:16]
+
+
+def _loaders(
+    cfg: FinetuneConfig,
+    train: tuple[list[np.ndarray], list[np.ndarray]],
+    val: tuple[list[np.ndarray], list[np.ndarray]],
+    batch_size: int,
+) -> tuple[DataLoader[Any], DataLoader[Any]]:
+    transform = paper_augmentations(cfg.noise_std) if cfg.augment else None
+    if transform is not None:
+        transform.set_random_state(cfg.seed)
+    # Every epoch holds at least one full batch, so a 5-image budget still trains on full batches.
+    train_ds = ArrayDataset(*train, transform=transform, length=batch_size)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    tl = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers)
+    vl = DataLoader(ArrayDataset(*val), batch_size=max(1, min(8, batch_size)), num_workers=cfg.num_workers)
+    return tl, vl
+
+
+def _new_module(
+    cfg: FinetuneConfig, lr: float, announce: Callable[[str], None] | None
+) -> tuple[SegmentationModule, str | None]:
+    model_cfg = UNet(in_channels=1, out_channels=2, width=cfg.width, depth=cfg.depth).config()
+    module = SegmentationModule(
+        model_cfg, lr=lr, weight_decay=cfg.weight_decay, channels_last=cfg.channels_last
+    )
+    report = None
+    if cfg.pretrained:
+        rep = load_pretrained(module.model, cfg.pretrained, cfg.transfer)
+        report = str(rep)
+        if announce:
+            announce(report)
+    return module, report
+
+
+def _prepare(
+    cfg: FinetuneConfig, samples: dict[str, Sample], names: Sequence[str]
+) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    imgs, masks = [], []
+    for n in names:
+        x, m = preprocess_pair(samples[n].image, samples[n].mask, cfg.preprocess)
+        imgs.append(x)
+        masks.append(m)
+    return imgs, masks  # type: ignore[return-value]
+
+
+def kfold_search(
+    cfg: FinetuneConfig,
+    data: tuple[list[np.ndarray], list[np.ndarray]],
+    run_dir: Path,
+    progress: bool,
+) -> tuple[float, int, list[dict[str, Any]]]:
+    """Pick (lr, batch size) by mean best validation Dice over ``cfg.kfold`` folds of the fine-tuning set.
+
+    A fresh model (re-loaded from the pretrained weights) is trained for every fold and setting;
+    the authors' code kept training one model across folds, so later folds had seen their own
+    validation images.
+    """
+    from sklearn.model_selection import KFold
+
+    n = len(data[0])
+    k = min(cfg.kfold, n)
+    if k < 2:
+        raise AngiosegError(f"--kfold needs at least 2 fine-tuning images, got {n}")
+    rows: list[dict[str, Any]] = []
+    folds = list(KFold(k, shuffle=True, random_state=cfg.seed).split(np.arange(n)))
+    for lr in cfg.kfold_lrs:
+        for bs in cfg.kfold_batch_sizes:
+            scores = []
+            for f, (tr, va) in enumerate(folds):
+                seed_everything(cfg.seed + f)
+                module, _ = _new_module(cfg, lr, None)
+                sub = run_dir / "kfold" / f"lr{lr:g}_bs{bs}_fold{f}"
+                tl, vl = _loaders(
+                    cfg,
+                    ([data[0][i] for i in tr], [data[1][i] for i in tr]),
+                    ([data[0][i] for i in va], [data[1][i] for i in va]),
+                    bs,
+                )
+                trainer = make_trainer(
+                    sub,
+                    cfg.kfold_epochs or cfg.epochs,
+                    patience=cfg.patience,
+                    precision=cfg.precision,
+                    progress=progress,
+                )
+                trainer.fit(module, tl, vl)
+                best = trainer.checkpoint_callback.best_model_score  # type: ignore[union-attr]
+                scores.append(float(best) if best is not None else 0.0)
+            rows.append(
+                {"lr": lr, "batch_size": bs, "mean_val_dice": float(np.mean(scores)), "folds": scores}
+            )
+    best_row = max(rows, key=lambda r: float(r["mean_val_dice"]))
+    write_json(run_dir / "kfold.json", {"folds": k, "results": rows, "chosen": best_row})
+    return float(best_row["lr"]), int(best_row["batch_size"]), rows
+
+
+def _check_run_dir(run_dir: Path, resume: bool) -> None:
+    if resume:
+        if not (run_dir / "config.yaml").exists():
+            raise AngiosegError(
+                f"{run_dir}: nothing to resume (no config.yaml); start a new run without --resume"
+            )
+    elif (run_dir / "config.yaml").exists():
+        raise AngiosegError(
+            f"{run_dir}: a run already exists here; use --resume to continue it or choose another --out"
+        )
+
+
+def run_finetune(
+    cfg: FinetuneConfig,
+    resume: bool = False,
+    progress: bool = True,
+    announce: Callable[[str], None] | None = print,
+) -> FinetuneResult:
+    """Fine-tune, select the best epoch on validation, export the model and score the test split."""
+    run_dir = Path(cfg.out)
+    _check_run_dir(run_dir, resume)
+    if resume:
+        cfg = load_config(FinetuneConfig, run_dir / "config.yaml")
+    seed_everything(cfg.seed)
+    all_samples = load_dataset(cfg.data, channel=cfg.channel)
+    labeled = {s.name: s for s in all_samples if s.mask is not None}
+    if not labeled:
+        raise AngiosegError(
+            f"{cfg.data}: no labeled image (fine-tuning needs images/ and masks/ with the same names)"
+        )
+    spec = SplitSpec(cfg.test, cfg.val, cfg.labeled, cfg.fraction, cfg.seed, cfg.test_seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    splits = load_or_make_splits(run_dir / "splits.json", sorted(labeled), spec)
+    if not splits["finetune"] or not splits["val"]:
+        raise AngiosegError(
+            f"{cfg.data}: too few labeled images ({len(labeled)}) for a fine-tuning and a validation split"
+        )
+    if not resume:
+        save_config(run_dir / "config.yaml", cfg)
+        write_json(
+            run_dir / "data.json",
+            {
+                "fingerprint": data_fingerprint(list(labeled.values())),
+                "labeled": len(labeled),
+                "images": len(all_samples),
+            },
+        )
+    train = _prepare(cfg, labeled, splits["finetune"])
+    val = _prepare(cfg, labeled, splits["val"])
+    lr, bs = cfg.lr, cfg.batch_size
+    if cfg.kfold and not resume:
+        lr, bs, _ = kfold_search(cfg, train, run_dir, progress)
+        if announce:
+            announce(f"k-fold search chose lr={lr:g}, batch size={bs}")
+        seed_everything(cfg.seed)
+    elif cfg.kfold and (run_dir / "kfold.json").exists():
+        import json
+
+        chosen = json.loads((run_dir / "kfold.json").read_text())["chosen"]
+        lr, bs = float(chosen["lr"]), int(chosen["batch_size"])
+    module, transfer = _new_module(cfg, lr, None if resume else announce)
+    tl, vl = _loaders(cfg, train, val, bs)
+    trainer = make_trainer(
+        run_dir,
+        cfg.epochs,
+        patience=cfg.patience,
+        precision=cfg.precision,
+        devices=cfg.devices,
+        progress=progress,
+    )
+    last = run_dir / "checkpoints" / "last.ckpt"
+    t0 = time.perf_counter()
+    trainer.fit(module, tl, vl, ckpt_path=str(last) if resume and last.exists() else None)
+    train_seconds = time.perf_counter() - t0
+    best_path = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
+    best_epoch = None
+    if best_path and Path(best_path).exists():
+        ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
+        module.load_state_dict(ckpt["state_dict"])
+        best_epoch = int(ckpt.get("epoch", -1))
+    model = set_memory_format(module.model.float(), False).eval()
+    method = "none"
+    if cfg.pretrained:
+        from angioseg.train.checkpoint import read_checkpoint
+
+        method = str(read_checkpoint(cfg.pretrained)[1].get("method", "unknown"))
+    save_run_model(
+        run_dir, model, cfg.preprocess.to_dict(), method=method, best_epoch=best_epoch, lr=lr, batch_size=bs
+    )
+    summary = evaluate_split(model, cfg, labeled, splits["test"], run_dir / "test")
+    summary.update(train_seconds=train_seconds, best_epoch=best_epoch)
+    write_json(run_dir / "test" / "summary.json", summary)
+    return FinetuneResult(
+        run_dir, summary, splits, best_epoch, train_seconds, count_parameters(model), transfer
+    )
+
+
+def evaluate_split(
+    model: UNet,
+    cfg: FinetuneConfig,
+    samples: dict[str, Sample],
+    names: Sequence[str],
+    out_dir: Path,
+    fast: bool = False,
+) -> dict[str, Any]:
+    """Predict ``names`` at the training resolution, write masks and the metric report into ``out_dir``."""
+    if not names:
+        return {"n": 0}
+    imgs, masks = _prepare(cfg, samples, names)
+    probs = predict_proba(model, imgs, fast=fast)
+    pairs = []
+    for n, p, m in zip(names, probs, masks, strict=True):
+        pred = p >= 0.5
+        write_png(out_dir / "predictions" / f"{n}.png", pred)
+        pairs.append((n, pred, m))
+    rows, summary = score_pairs(pairs)
+    write_report(out_dir, rows, summary)
+    return dict(summary)
+
+
+def config_summary(cfg: FinetuneConfig) -> dict[str, Any]:
+    return to_dict(cfg)
