@@ -124,7 +124,10 @@ def finetune(
     ] = 64,
     image_size: Annotated[int, typer.Option(help="Images are resized to this side (paper: 256).")] = 256,
     epochs: Annotated[int, typer.Option(help="Maximum epochs (paper: 128).")] = 128,
-    batch_size: Annotated[int, typer.Option(help="Batch size; an epoch holds at least one full batch.")] = 8,
+    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 8,
+    steps: Annotated[
+        int, typer.Option(help="Minimum optimiser steps per epoch (small label budgets cycle their images).")
+    ] = 8,
     lr: Annotated[float, typer.Option(help="Adam learning rate (paper's best: 1e-3).")] = 1e-3,
     patience: Annotated[
         int, typer.Option(help="Early stopping patience in epochs, on validation Dice.")
@@ -178,6 +181,7 @@ def finetune(
         batch_size=batch_size,
         lr=lr,
         patience=patience,
+        min_steps_per_epoch=steps,
         test=test,
         val=val,
         seed=seed,
@@ -255,7 +259,7 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the demo run and its outputs.")] = Path(
         "demo_output"
     ),
-    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 60,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs (8 steps of 4 images each).")] = 40,
     width: Annotated[int, typer.Option(help="UNet width.")] = 16,
 ) -> None:
     """Fine-tune a small UNet on the bundled real angiograms, segment the unlabeled ones and evaluate."""

@@ -62,6 +62,7 @@ class FinetuneConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     patience: int = 30
+    min_steps_per_epoch: int = 8
     augment: bool = True
     noise_std: float = 0.3
     pretrained: str | None = None
@@ -139,10 +140,18 @@ def _loaders(
     transform = paper_augmentations(cfg.noise_std) if cfg.augment else None
     if transform is not None:
         transform.set_random_state(cfg.seed)
-    # Every epoch holds at least one full batch, so a 5-image budget still trains on full batches.
-    train_ds = ArrayDataset(*train, transform=transform, length=batch_size)
+    # An epoch holds at least ``min_steps_per_epoch`` full batches (images cycled, each draw freshly
+    # augmented): with 5 labeled images a literal epoch would be a single optimiser step.
+    train_ds = ArrayDataset(*train, transform=transform, length=batch_size * max(1, cfg.min_steps_per_epoch))
     gen = torch.Generator().manual_seed(cfg.seed)
-    tl = DataLoader(train_ds, batch_size=batch_size, shuffle=True, generator=gen, num_workers=cfg.num_workers)
+    tl = DataLoader(
+        train_ds,
+        batch_size=batch_size,
+        shuffle=True,
+        generator=gen,
+        num_workers=cfg.num_workers,
+        drop_last=len(train_ds) > batch_size,
+    )
     vl = DataLoader(ArrayDataset(*val), batch_size=max(1, min(8, batch_size)), num_workers=cfg.num_workers)
     return tl, vl
 

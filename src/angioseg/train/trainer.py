@@ -67,18 +67,23 @@ def make_trainer(
     check_val_every_n_epoch: int = 1,
     checkpoint_every_n_epochs: int = 1,
 ) -> Any:
-    """A Trainer writing ``checkpoints/{best,last}.ckpt`` and CSV (+ TensorBoard) logs into ``run_dir``."""
+    """A Trainer writing ``checkpoints/{best,last}.ckpt`` and CSV (+ TensorBoard) logs into ``run_dir/logs/version_N``."""
     import lightning.pytorch as pl
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     quiet_lightning()
     run_dir = Path(run_dir)
-    loggers: list[Any] = [CSVLogger(str(run_dir), name="logs", version="")]
+    # One log version per (re)start: logs/version_0/metrics.csv, then version_1 after a --resume, ...
+    # (Lightning's CSV logger would delete an existing metrics.csv in the same folder).
+    csv_logger = CSVLogger(str(run_dir), name="logs")
+    loggers: list[Any] = [csv_logger]
     try:
         import tensorboard  # noqa: F401
 
-        loggers.append(TensorBoardLogger(str(run_dir), name="logs", version="", default_hp_metric=False))
+        loggers.append(
+            TensorBoardLogger(str(run_dir), name="logs", version=csv_logger.version, default_hp_metric=False)
+        )
     except ImportError:
         pass
     cbs: list[Any] = [

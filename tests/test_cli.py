@@ -1,0 +1,154 @@
+"""End-to-end CLI: synth -> finetune (+resume) -> segment (files, folders, DICOM cine, bad files) -> evaluate."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from angioseg.data.io import read_mask, write_png
+from tests.conftest import run_cli
+from tests.dicom_utils import write_dicom
+
+TINY = ["--width", "4", "--image-size", "64", "--batch-size", "2", "--steps", "2"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory, synth_dir: Path) -> Path:
+    run = tmp_path_factory.mktemp("runs") / "ft"
+    code = run_cli(["finetune", "--data", synth_dir, "--out", run, "--labeled", "4", "--epochs", "2", *TINY])
+    assert code == 0
+    return run
+
+
+def test_finetune_writes_a_complete_run(trained: Path) -> None:
+    for f in (
+        "config.yaml",
+        "splits.json",
+        "model.safetensors",
+        "model.json",
+        "checkpoints/last.ckpt",
+        "logs/version_0/metrics.csv",
+        "test/metrics.csv",
+        "test/summary.json",
+    ):
+        assert (trained / f).exists(), f
+    splits = json.loads((trained / "splits.json").read_text())
+    assert len(splits["finetune"]) == 4 and not set(splits["test"]) & set(splits["val"] + splits["finetune"])
+    summary = json.loads((trained / "test" / "summary.json").read_text())
+    assert summary["n"] == len(splits["test"]) and 0 <= summary["dice"] <= 1
+    header = (trained / "test" / "metrics.csv").read_text().splitlines()[0]
+    assert header == "name,dice,iou,cldice,mhd,hd,hd95,add,diam_pred,diam_true,precision,recall,accuracy"
+    assert {"pcc", "pcc_p", "ba_bias", "ba_loa_low", "ba_loa_high", "n"} <= set(summary)
+
+
+def test_existing_run_needs_resume_and_resume_continues(
+    trained: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert run_cli(["finetune", "--data", synth_dir, "--out", trained, "--labeled", "4", *TINY]) == 2
+    assert "use --resume" in capsys.readouterr().err
+    before = json.loads((trained / "splits.json").read_text())
+    # Resume with a larger epoch budget: training continues from last.ckpt (epochs 2 and 3).
+    cfg = (trained / "config.yaml").read_text().replace("epochs: 2", "epochs: 4")
+    (trained / "config.yaml").write_text(cfg)
+    assert run_cli(["finetune", "--data", synth_dir, "--out", trained, "--resume", *TINY]) == 0
+    first = list(csv.DictReader(open(trained / "logs" / "version_0" / "metrics.csv")))
+    resumed = list(csv.DictReader(open(trained / "logs" / "version_1" / "metrics.csv")))
+    assert {int(r["epoch"]) for r in first} == {0, 1}
+    assert {2, 3} <= {int(r["epoch"]) for r in resumed} and min(int(r["step"]) for r in resumed) >= 3
+    assert json.loads((trained / "splits.json").read_text()) == before
+
+
+def test_finetune_bad_inputs(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["finetune", "--data", tmp_path / "nope", "--out", tmp_path / "r1", *TINY]) == 2
+    assert "dataset folder does not exist" in capsys.readouterr().err
+    assert run_cli(["finetune", "--data", synth_dir, "--out", tmp_path / "r2", "--labeled", "99", *TINY]) == 2
+    assert "asks for 99 fine-tuning images" in capsys.readouterr().err
+    assert (
+        run_cli(
+            [
+                "finetune",
+                "--data",
+                synth_dir,
+                "--out",
+                tmp_path / "r3",
+                "--pretrained",
+                tmp_path / "nothing",
+                *TINY,
+            ]
+        )
+        == 2
+    )
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_segment_files_folders_cine_and_bad_files(trained: Path, synth_dir: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    img = np.asarray(read_mask(synth_dir / "masks" / "synth_0000.png"), np.uint8) * 200
+    write_dicom(inputs / "cine.dcm", np.stack([img, img[::-1]]), spacing=(0.3, 0.3))
+    (inputs / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    out = tmp_path / "seg"
+    code = run_cli(
+        ["segment", inputs, synth_dir / "images" / "synth_0001.png", "--model", trained, "--out", out]
+    )
+    assert code == 1  # one bad file
+    masks = sorted(p.name for p in (out / "masks").iterdir())
+    assert masks == ["cine_f000.png", "cine_f001.png", "synth_0001.png"]
+    assert (out / "overlays" / "synth_0001.png").exists()
+    rows = {r["name"]: r for r in csv.DictReader(open(out / "vessels.csv"))}
+    assert set(rows) == {"cine_f000", "cine_f001", "synth_0001"}
+    assert rows["cine_f000"]["spacing_mm"] != "" and rows["synth_0001"]["spacing_mm"] == ""
+    assert read_mask(out / "masks" / "cine_f000.png").shape == img.shape
+
+
+def test_segment_sliding_and_fast_modes(trained: Path, synth_dir: Path, tmp_path: Path) -> None:
+    for extra in (["--mode", "sliding"], ["--fast"]):
+        out = tmp_path / extra[0]
+        assert (
+            run_cli(
+                ["segment", synth_dir / "images" / "synth_0002.png", "--model", trained, "--out", out, *extra]
+            )
+            == 0
+        )
+        assert read_mask(out / "masks" / "synth_0002.png").shape == (96, 96)
+
+
+def test_segment_rejects_foreign_checkpoint(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (tmp_path / "m.safetensors").write_bytes(b"x")
+    (tmp_path / "m.json").write_text("{}")
+    assert (
+        run_cli(
+            ["segment", synth_dir / "images", "--model", tmp_path / "m.safetensors", "--out", tmp_path / "o"]
+        )
+        == 2
+    )
+    assert "not an angioseg checkpoint" in capsys.readouterr().err
+
+
+def test_evaluate_pairs_by_name(tmp_path: Path) -> None:
+    truth, pred = tmp_path / "truth", tmp_path / "pred"
+    m = np.zeros((40, 40), bool)
+    m[10:15, 5:35] = True
+    for i in range(3):
+        write_png(truth / f"im{i}.png", m)
+        write_png(pred / f"im{i}.png", np.roll(m, i, axis=0))
+    write_png(pred / "extra.png", m)
+    out = tmp_path / "ev"
+    assert run_cli(["evaluate", "--pred", pred, "--truth", truth, "--out", out]) == 0
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert [r["name"] for r in rows] == ["im0", "im1", "im2"] and float(rows[0]["dice"]) == 1
+    s = json.loads((out / "summary.json").read_text())
+    assert s["n"] == 3 and (out / "bland_altman.png").stat().st_size > 1000
+
+
+def test_synth_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert run_cli(["synth", "--out", tmp_path, "-n", "2", "--size", "64"]) == 0
+    assert len(list((tmp_path / "images").iterdir())) == 2
+    assert run_cli(["--help"]) == 0
+    assert "finetune" in capsys.readouterr().out
