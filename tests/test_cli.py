@@ -152,3 +152,26 @@ def test_synth_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert len(list((tmp_path / "images").iterdir())) == 2
     assert run_cli(["--help"]) == 0
     assert "finetune" in capsys.readouterr().out
+
+
+def test_kfold_search_trains_a_fresh_model_per_fold(tmp_path: Path, synth_dir: Path) -> None:
+    from angioseg.data.preprocess import PreprocessConfig
+    from angioseg.train.finetune import FinetuneConfig, run_finetune
+
+    cfg = FinetuneConfig(
+        data=str(synth_dir),
+        out=str(tmp_path / "kf"),
+        labeled=4,
+        width=4,
+        epochs=1,
+        batch_size=2,
+        min_steps_per_epoch=1,
+        kfold=2,
+        kfold_lrs=[1e-3, 1e-2],
+        kfold_batch_sizes=[2],
+        preprocess=PreprocessConfig(image_size=64),
+    )
+    res = run_finetune(cfg, progress=False, announce=None)
+    kf = json.loads((tmp_path / "kf" / "kfold.json").read_text())
+    assert kf["folds"] == 2 and len(kf["results"]) == 2 and all(len(r["folds"]) == 2 for r in kf["results"])
+    assert kf["chosen"]["lr"] in (1e-3, 1e-2) and res.summary["n"] == len(res.splits["test"])

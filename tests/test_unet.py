@@ -36,3 +36,17 @@ def test_every_parameter_gets_a_gradient() -> None:
     m = UNet(width=4, act="leakyrelu", dropout=0.05)
     m(torch.randn(2, 1, 32, 32)).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in m.parameters())
+
+
+def test_dice_ce_loss_has_a_dice_gradient() -> None:
+    """The authors' Dice term thresholded probabilities and had no gradient; ours must have one."""
+    from angioseg.train.module import SegmentationModule
+
+    module = SegmentationModule(UNet(width=4).config(), dice_weight=1.0, ce_weight=0.0)
+    logits = torch.randn(2, 2, 16, 16, requires_grad=True)
+    target = (torch.rand(2, 1, 16, 16) > 0.7).long()
+    loss = module.loss(logits, target)
+    loss.backward()
+    assert logits.grad is not None and logits.grad.abs().sum() > 0
+    perfect = torch.cat([1 - target, target], 1).float() * 20 - 10
+    assert module.loss(perfect, target) < 1e-3
