@@ -103,6 +103,24 @@ def test_segment_files_folders_cine_and_bad_files(trained: Path, synth_dir: Path
     assert set(rows) == {"cine_f000", "cine_f001", "synth_0001"}
     assert rows["cine_f000"]["spacing_mm"] != "" and rows["synth_0001"]["spacing_mm"] == ""
     assert read_mask(out / "masks" / "cine_f000.png").shape == img.shape
+    # Resume after an interruption: existing masks are kept, not recomputed (their mtime is unchanged).
+    mtime = (out / "masks" / "synth_0001.png").stat().st_mtime_ns
+    (out / "masks" / "cine_f001.png").unlink()
+    code = run_cli(
+        [
+            "segment",
+            inputs,
+            synth_dir / "images" / "synth_0001.png",
+            "--model",
+            trained,
+            "--out",
+            out,
+            "--skip-existing",
+        ]
+    )
+    assert code == 1 and (out / "masks" / "cine_f001.png").exists()
+    assert (out / "masks" / "synth_0001.png").stat().st_mtime_ns == mtime
+    assert len(list(csv.DictReader(open(out / "vessels.csv")))) == 3
 
 
 def test_segment_sliding_and_fast_modes(trained: Path, synth_dir: Path, tmp_path: Path) -> None:

@@ -95,63 +95,61 @@ def synth(
     out_console.print(f"wrote {n} synthetic angiograms to {out}/images and {out}/masks")
 
 
+def _opt(help: str, default: object = None, *names: str) -> Any:
+    """A Typer option whose unset value is None, with its effective default named in the help."""
+    text = help if default is None else f"{help} (default: {default})"
+    return typer.Option(*names, help=text, show_default=False)
+
+
 @app.command()
 def finetune(
     data: Annotated[
         Path, typer.Option("--data", help="Dataset folder with images/ and masks/ (same file names).")
     ],
     out: Annotated[
-        Path,
-        typer.Option("--out", help="Run folder (config, splits, logs, checkpoints, model, test metrics)."),
+        Path, typer.Option("--out", help="Run folder (config, splits, logs, checkpoints, model, test).")
     ],
     labeled: Annotated[
-        int | None, typer.Option(help="Number of labeled fine-tuning images (the label budget).")
+        int | None, _opt("Number of labeled fine-tuning images (the label budget).", "all")
     ] = None,
     fraction: Annotated[
-        float | None, typer.Option(help="Label budget as a fraction of all images (instead of --labeled).")
+        float | None, _opt("Label budget as a fraction of all images (instead of --labeled).")
     ] = None,
-    pretrained: Annotated[
-        Path | None, typer.Option(help="Pretraining run folder or checkpoint to start from.")
-    ] = None,
+    pretrained: Annotated[Path | None, _opt("Pretraining run folder or checkpoint to start from.")] = None,
     transfer: Annotated[
-        str, typer.Option(help="What to load from --pretrained: auto, encoder, encoder+decoder.")
-    ] = "auto",
+        str | None, _opt("What to load from --pretrained: auto, encoder, encoder+decoder.", "auto")
+    ] = None,
     width: Annotated[
-        int,
-        typer.Option(
-            help="UNet base width; 64 is the paper's 31 M-parameter network, 16 runs fast on a laptop."
-        ),
-    ] = 64,
-    image_size: Annotated[int, typer.Option(help="Images are resized to this side (paper: 256).")] = 256,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (paper: 128).")] = 128,
-    batch_size: Annotated[int, typer.Option(help="Batch size.")] = 8,
+        int | None, _opt("UNet base width; 64 = the paper's 31 M-parameter network, 16 is fast on a CPU.", 64)
+    ] = None,
+    image_size: Annotated[int | None, _opt("Images are resized to this side (paper: 256).", 256)] = None,
+    epochs: Annotated[int | None, _opt("Maximum epochs (paper: 128).", 128)] = None,
+    batch_size: Annotated[int | None, _opt("Batch size.", 8)] = None,
     steps: Annotated[
-        int, typer.Option(help="Minimum optimiser steps per epoch (small label budgets cycle their images).")
-    ] = 8,
-    lr: Annotated[float, typer.Option(help="Adam learning rate (paper's best: 1e-3).")] = 1e-3,
+        int | None, _opt("Minimum optimiser steps per epoch (small budgets cycle their images).", 8)
+    ] = None,
+    lr: Annotated[float | None, _opt("Adam learning rate (the paper's best).", 1e-3)] = None,
     patience: Annotated[
-        int, typer.Option(help="Early stopping patience in epochs, on validation Dice.")
-    ] = 30,
-    test: Annotated[float, typer.Option(help="Test split: fraction (<1) or count.")] = 0.2,
+        int | None, _opt("Early-stopping patience in epochs, on validation Dice.", 30)
+    ] = None,
+    test: Annotated[float | None, _opt("Test split: fraction (<1) or count.", 0.2)] = None,
     val: Annotated[
-        float,
-        typer.Option(help="Validation split (best epoch): fraction (<1) or count, outside the label budget."),
-    ] = 0.1,
+        float | None, _opt("Validation split (chooses the best epoch), outside the label budget.", 0.1)
+    ] = None,
     seed: Annotated[
-        int, typer.Option(help="Seed for validation/fine-tune draws, initialisation and augmentation.")
-    ] = 0,
+        int | None, _opt("Seed of the validation/fine-tune draw, initialisation and augmentation.", 0)
+    ] = None,
     kfold: Annotated[
-        int, typer.Option(help="If >= 2, choose lr and batch size by k-fold CV on the fine-tuning set first.")
-    ] = 0,
+        int | None, _opt("If >= 2, first choose lr and batch size by k-fold CV on the fine-tuning set.", 0)
+    ] = None,
     precision: Annotated[
-        str, typer.Option(help="auto (bf16 where the hardware has it), bf16 or fp32.")
-    ] = "auto",
+        str | None, _opt("auto (bf16 where the hardware has it), bf16 or fp32.", "auto")
+    ] = None,
     no_augment: Annotated[
         bool, typer.Option("--no-augment", help="Disable the paper's augmentations.")
     ] = False,
     config: Annotated[
-        Path | None,
-        typer.Option(help="YAML file of FinetuneConfig options; command-line options override it."),
+        Path | None, _opt("YAML file of FinetuneConfig options; options given here override it.")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
@@ -160,7 +158,8 @@ def finetune(
     """Fine-tune a UNet on a few labeled angiograms with Dice + cross-entropy.
 
     The best epoch is chosen on a validation split that never overlaps the test split; the test split
-    is scored with every metric of the CM-UNet study into RUN_DIR/test/.
+    is scored with every metric of the CM-UNet study into RUN_DIR/test/. With --resume, the run's own
+    config.yaml is used.
     """
     from dataclasses import replace
 
@@ -168,34 +167,31 @@ def finetune(
     from angioseg.train.finetune import FinetuneConfig, run_finetune
 
     cfg = load_config(FinetuneConfig, config) if config else FinetuneConfig()
-    cfg = replace(
-        cfg,
-        data=str(data),
-        out=str(out),
-        labeled=labeled if labeled is not None else cfg.labeled,
-        fraction=fraction if fraction is not None else cfg.fraction,
-        pretrained=str(pretrained) if pretrained else cfg.pretrained,
-        transfer=transfer,
-        width=width,
-        epochs=epochs,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        min_steps_per_epoch=steps,
-        test=test,
-        val=val,
-        seed=seed,
-        kfold=kfold,
-        precision=precision,
-        augment=not no_augment and cfg.augment,
-        preprocess=replace(cfg.preprocess, image_size=image_size),
-    )
+    given: dict[str, Any] = {
+        "labeled": labeled,
+        "fraction": fraction,
+        "pretrained": None if pretrained is None else str(pretrained),
+        "transfer": transfer,
+        "width": width,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "min_steps_per_epoch": steps,
+        "lr": lr,
+        "patience": patience,
+        "test": test,
+        "val": val,
+        "seed": seed,
+        "kfold": kfold,
+        "precision": precision,
+    }
+    cfg = replace(cfg, data=str(data), out=str(out), **{k: v for k, v in given.items() if v is not None})
+    if no_augment:
+        cfg = replace(cfg, augment=False)
+    if image_size is not None:
+        cfg = replace(cfg, preprocess=replace(cfg.preprocess, image_size=image_size))
     res = run_finetune(cfg, resume=resume, announce=lambda s: console.print(s))
-    out_console.print(
-        metrics_table(
-            res.summary, f"test split ({len(res.splits['test'])} images), best epoch {res.best_epoch}"
-        )
-    )
+    title = f"test split ({len(res.splits['test'])} images), best epoch {res.best_epoch}"
+    out_console.print(metrics_table(res.summary, title))
     out_console.print(f"model: {res.run_dir / 'model.safetensors'}   test report: {res.run_dir / 'test'}")
 
 
@@ -213,12 +209,16 @@ def segment(
     ] = "resize",
     threshold: Annotated[float, typer.Option(help="Vessel probability threshold.")] = 0.5,
     no_overlay: Annotated[bool, typer.Option("--no-overlay", help="Do not write overlay PNGs.")] = False,
+    skip_existing: Annotated[
+        bool,
+        typer.Option("--skip-existing", help="Resume an interrupted batch: keep masks already in --out."),
+    ] = False,
 ) -> None:
     """Segment angiograms: a binary mask PNG and an overlay per image, and vessels.csv with vessel geometry."""
     from angioseg.predict import Segmenter, segment_inputs
 
     seg = Segmenter.from_checkpoint(model, fast=fast, mode=mode, threshold=threshold)
-    res = segment_inputs(seg, inputs, out, overlays=not no_overlay)
+    res = segment_inputs(seg, inputs, out, overlays=not no_overlay, skip_existing=skip_existing)
     out_console.print(f"segmented {len(res.rows)} image(s) into {out}/masks; vessel table: {out}/vessels.csv")
     report_failures(res.failed)
     if res.failed:

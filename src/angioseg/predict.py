@@ -196,14 +196,18 @@ def segment_inputs(
     out_dir: str | Path,
     overlays: bool = True,
     progress: bool = True,
+    skip_existing: bool = False,
 ) -> SegmentResult:
     """Segment files, folders and DICOM cine runs; write ``masks/``, ``overlays/`` and ``vessels.csv``.
 
     Each output file is written atomically as soon as its image is done, and ``vessels.csv`` is
     rewritten after every image, so an interrupted batch keeps everything it finished. Bad inputs
-    are collected in ``result.failed`` and do not stop the batch.
+    are collected in ``result.failed`` and do not stop the batch. With ``skip_existing`` an
+    interrupted batch is resumed: frames whose mask is already written are not recomputed.
     """
     from rich.progress import Progress
+
+    from angioseg.data.io import read_mask
 
     out = Path(out_dir)
     (out / "masks").mkdir(parents=True, exist_ok=True)
@@ -217,6 +221,12 @@ def segment_inputs(
             if name in seen:  # same stem in two folders
                 name = f"{fr.source.parent.name}_{name}"
             seen.add(name)
+            done = out / "masks" / f"{name}.png"
+            if skip_existing and done.exists():
+                mask = read_mask(done)
+                result.rows.append({"name": name, "source": str(fr.source), **vessel_stats(mask, fr.spacing)})
+                bar.advance(task)
+                continue
             try:
                 mask = segmenter.segment(fr.image)
             except Exception as exc:  # keep the batch going; report the file
@@ -228,6 +238,8 @@ def segment_inputs(
             result.rows.append({"name": name, "source": str(fr.source), **vessel_stats(mask, fr.spacing)})
             write_vessels_csv(out / "vessels.csv", result.rows)
             bar.advance(task)
+    if result.rows:
+        write_vessels_csv(out / "vessels.csv", result.rows)
     if not result.rows and not result.failed:
         raise AngiosegError("no input image to segment")
     return result
