@@ -66,6 +66,7 @@ def make_trainer(
     max_steps: int = -1,
     check_val_every_n_epoch: int = 1,
     checkpoint_every_n_epochs: int = 1,
+    deterministic: bool = False,
 ) -> Any:
     """A Trainer writing ``checkpoints/{best,last}.ckpt`` and CSV (+ TensorBoard) logs into ``run_dir/logs/version_N``."""
     import lightning.pytorch as pl
@@ -120,5 +121,8 @@ def make_trainer(
         gradient_clip_val=gradient_clip_val,
         check_val_every_n_epoch=check_val_every_n_epoch,
         num_sanity_val_steps=0,
-        deterministic="warn",
+        # torch.use_deterministic_algorithms makes bf16 + channels_last convolutions on CPU ~3x slower
+        # (measured: 0.74 vs 0.20 s per 256x256 training image at width 16); CPU runs with a fixed seed
+        # and thread count are repeatable without it, so it is opt-in.
+        deterministic="warn" if deterministic else False,
     )
