@@ -242,7 +242,7 @@ def evaluate(
     """
     from angioseg.metrics.evaluate import evaluate_folders
 
-    res = evaluate_folders(pred, truth, out)
+    res = evaluate_folders(pred, truth, out, progress=True)
     out_console.print(metrics_table(res.summary, f"{len(res.rows)} image(s)"))
     if res.unmatched:
         console.print(

@@ -51,10 +51,13 @@ def _stem_map(folder: Path, strip: tuple[str, ...] = ()) -> dict[str, Path]:
 
 def score_pairs(
     pairs: Sequence[tuple[str, np.ndarray, np.ndarray]],
+    progress: bool = False,
 ) -> tuple[list[dict[str, float | str]], dict[str, float]]:
     """Per-image metrics and summary for in-memory (name, prediction, truth) triples."""
+    from rich.progress import track
+
     rows: list[dict[str, float | str]] = []
-    for name, p, g in pairs:
+    for name, p, g in track(pairs, description="scoring", disable=not progress, transient=True):
         rows.append({"name": name, **image_metrics(p, g)})
     return rows, summarize(rows)  # type: ignore[arg-type]
 
@@ -76,7 +79,9 @@ def write_report(
         )
 
 
-def evaluate_folders(pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path) -> EvaluationResult:
+def evaluate_folders(
+    pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path, progress: bool = False
+) -> EvaluationResult:
     """Pair masks by file stem (a ``_mask``/``_pred``/``_seg`` suffix on predictions is ignored), score them
     and write the report. Unreadable or mis-sized pairs are listed in ``failed`` and skipped.
     """
@@ -105,6 +110,6 @@ def evaluate_folders(pred_dir: str | Path, truth_dir: str | Path, out_dir: str |
             failed.append((name, str(exc)))
     if not pairs:
         raise AngiosegError(f"none of the {len(common)} prediction/truth pairs could be read")
-    rows, summary = score_pairs(pairs)
+    rows, summary = score_pairs(pairs, progress)
     write_report(out_dir, rows, summary)
     return EvaluationResult(rows, summary, failed, unmatched)
