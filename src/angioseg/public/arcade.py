@@ -247,8 +247,7 @@ def find_splits(root: Path) -> list[tuple[str, str, Path, Path]]:
         if len(jsons) > 1:
             raise DataError(d, f"expected one COCO json, found {len(jsons)}: {[p.name for p in jsons]}")
         task = _task_of(split_dir, root, jsons[0])
-        split = split_dir.name if split_dir != root else "all"
-        found.append((task, split, jsons[0], image_dir))
+        found.append((task, split_dir.name, jsons[0], image_dir))
     return found
 
 

@@ -46,7 +46,7 @@ def _options(task: str, segments: bool, channel: str, overwrite: bool = False): 
 
 def _summary(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     for folder, n in sorted(result.counts.items()):
-        out_console.print(f"  {out / folder if folder != '.' else out}: {n}", highlight=False)
+        out_console.print(f"  {out if folder == '.' else out / folder}: {n} item(s)", highlight=False)
     out_console.print(
         f"converted {result.written} item(s), kept {result.skipped} from an earlier run; record: {out / 'dataset.json'}",
         highlight=False,
@@ -144,7 +144,8 @@ def fetch(
     if res.conversion is None:
         out_console.print(f"{res.info.name}: already complete in {out}", highlight=False)
         return
-    out_console.print(f"{res.info.name}: {res.info.licence}. Cite: {res.info.citation}", highlight=False)
+    out_console.print(f"{res.info.name} terms: {res.info.licence}", highlight=False)
+    out_console.print(f"please cite: {res.info.citation}", highlight=False)
     _summary(res.conversion, out)
 
 

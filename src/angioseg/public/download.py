@@ -16,6 +16,7 @@ import hashlib
 import http.client
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -133,6 +134,8 @@ def _fetch_once(url: str, part: Path, total: int | None, timeout: float, progres
         raise DataError(url, f"download failed: HTTP {exc.code} {exc.reason}") from None
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
+        if isinstance(reason, socket.gaierror):  # unknown host or no DNS: retrying won't help
+            raise DataError(url, f"cannot reach the server ({reason})") from None
         raise _Retry(f"cannot reach the server ({reason})") from None
     with resp:
         if resp.status == 206:
@@ -191,10 +194,13 @@ def _fetch(
             written += exc.written
             if attempt >= retries:
                 kept = part.stat().st_size if part.exists() else 0
+                then = (
+                    f"{kept} bytes are kept in {part}, run the command again to resume"
+                    if kept
+                    else "nothing was downloaded"
+                )
                 raise DataError(
-                    url,
-                    f"download failed after {retries + 1} attempt(s): {exc}; "
-                    f"{kept} bytes are kept in {part}, run the command again to resume",
+                    url, f"download failed after {retries + 1} attempt(s): {exc}; {then}"
                 ) from None
             attempt += 1
             time.sleep(backoff * 2 ** (attempt - 1))

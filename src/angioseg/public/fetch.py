@@ -137,7 +137,14 @@ def fetch_dataset(
         if f.sha256 is None:
             say(f"note: no published checksum for {f.filename}; its SHA-256 is recorded, nothing is verified")
         say(f"downloading {f.filename} from {f.urls[0]}")
-        res = download(f.urls, cache_dir / f.filename, f.sha256, f.size, progress=progress)
+        try:
+            res = download(f.urls, cache_dir / f.filename, f.sha256, f.size, progress=progress)
+        except DataError as exc:
+            raise DataError(
+                exc.path,
+                f"{exc.problem}. Without network access, download {f.filename} by hand from "
+                f"{info.homepage} and run: angioseg data fetch {info.name} --archive FILE --out {out}",
+            ) from None
         say(f"{res.path}: SHA-256 {res.sha256} ({'verified' if res.verified else 'not verifiable'})")
         local = res.path
         sources.append(
