@@ -58,6 +58,9 @@ def test_arcade_syntax_and_stenosis(tmp_path: Path) -> None:
     # image 1 was RGB with equal channels: stored as 8-bit gray with the same values
     np.testing.assert_array_equal(png(tr / "images" / "1.png"), gray(1))
     np.testing.assert_array_equal(png(tr / "images" / "2.png"), gray(2))
+    assert (tr / "images" / "2.png").read_bytes() == (
+        src / "syntax" / "train" / "images" / "2.png"
+    ).read_bytes()
     vessel = np.zeros((16, 16), np.uint8)
     vessel[1:4, 1:5] = 255  # segment "1": x 1..5, y 1..4
     vessel[10:12, 10:14] = 255  # segment "5": x 10..14, y 10..12; the stenosis polygon is left out
@@ -83,9 +86,15 @@ def test_arcade_syntax_and_stenosis(tmp_path: Path) -> None:
 
 def test_arcade_rerun_resumes_and_task_filter(tmp_path: Path) -> None:
     src = make_arcade(tmp_path / "src")
+    (src / "syntax" / "test").mkdir()
+    (src / "syntax" / "test" / "test.json").write_text("{}")  # not in annotations/: reported, not guessed
     out = tmp_path / "out"
-    convert("arcade", src, out, ConvertOptions(task="syntax"))
+    res = convert("arcade", src, out, ConvertOptions(task="syntax"))
     assert not (out / "stenosis").exists()
+    assert any(
+        "1 json file(s) not in an annotations/ folder" in n and "syntax/test/test.json" in n
+        for n in res.notes
+    )
     (out / "syntax" / "train" / "masks" / "2.png").unlink()  # as if interrupted before this write
     res = convert("arcade", src, out, ConvertOptions(task="syntax"))
     assert (res.written, res.skipped) == (1, 1) and (out / "syntax" / "train" / "masks" / "2.png").exists()

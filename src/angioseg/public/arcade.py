@@ -36,8 +36,9 @@ from angioseg.public.common import (
     ConvertResult,
     done,
     image_files,
-    read_raw,
+    load_picture,
     run_batch,
+    save_picture,
     save_png,
     walk_dirs,
 )
@@ -186,8 +187,8 @@ def convert_coco(
         src = image_dir / Path(img.file_name).name
         if not src.exists():
             raise DataError(src, f"image listed in {json_path.name} is missing")
-        pixels = read_raw(src)
-        shape = (int(pixels.shape[0]), int(pixels.shape[1]))
+        picture = load_picture(src)
+        shape = (int(picture.pixels.shape[0]), int(picture.pixels.shape[1]))
         if (img.height, img.width) != (None, None) and (img.height, img.width) != shape:
             raise DataError(
                 src, f"image is {shape[1]}x{shape[0]} but {json_path.name} says {img.width}x{img.height}"
@@ -195,7 +196,7 @@ def convert_coco(
         mask, labels = rasterise(img, shape, categories, task)
         if not mask.any():
             empty.append(stem)
-        save_png(outs[0], pixels)
+        save_picture(picture, outs[0])
         save_png(outs[1], mask.astype(np.uint8) * 255)
         if want_segments:
             save_png(outs[2], labels)
@@ -269,4 +270,11 @@ def convert_arcade(src: Path, out: Path, options: ConvertOptions) -> ConvertResu
             result.merge(convert_coco(json_path, image_dir, out / task / split, task, options, rel))
     if not result.counts and not result.failed:
         raise DataError(src, f"no split of the {options.task!r} task found")
+    used = {json_path for _, _, json_path, _ in splits}
+    stray = [p for d in walk_dirs(src) for p in sorted(d.glob("*.json")) if p not in used]
+    if stray:
+        names = [p.relative_to(src).as_posix() for p in stray[:3]]
+        result.notes.append(
+            f"{len(stray)} json file(s) not in an annotations/ folder beside images/ were ignored: {names}"
+        )
     return result

@@ -9,6 +9,7 @@ them), RGB where it is really colour, 16-bit gray where the source is 16-bit. Ma
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,21 +78,24 @@ class ConvertResult:
         self.meta.update(other.meta)
 
 
-def read_raw(path: Path) -> np.ndarray:
-    """Read an image file without changing its values: H x W (gray) or H x W x 3 (colour).
+@dataclass
+class Picture:
+    """Pixels read by :func:`load_picture`; ``verbatim``: the file is a PNG of exactly these pixels."""
 
-    Palette images become RGB, alpha is dropped, RGB with three equal channels becomes gray,
-    16-bit stays uint16.
+    path: Path
+    pixels: np.ndarray
+    verbatim: bool
 
-    Raises:
-        DataError: missing or unreadable file.
-    """
+
+def load_picture(path: Path) -> Picture:
+    """Read an image (see :func:`read_raw`), noting whether the file can be copied as it is."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as opened:
             opened.load()
             im: Image.Image = opened
+            same = opened.format == "PNG" and opened.mode in ("L", "I;16", "RGB")
             if im.mode in ("P", "PA", "CMYK", "YCbCr", "LAB", "HSV", "RGBA"):
                 im = im.convert("RGB")
             elif im.mode in ("LA", "1"):
@@ -107,23 +111,52 @@ def read_raw(path: Path) -> np.ndarray:
         and (arr[..., 0] == arr[..., 1]).all()
         and (arr[..., 0] == arr[..., 2]).all()
     ):
-        arr = arr[..., 0]
+        arr, same = arr[..., 0], False
     if arr.dtype == np.int32 and arr.size and 0 <= arr.min() and arr.max() <= 65535:  # PIL's "I" mode
-        arr = arr.astype(np.uint16)
+        arr, same = arr.astype(np.uint16), False
     if arr.dtype not in (np.uint8, np.uint16) or arr.ndim not in (2, 3):
         raise DataError(path, f"unsupported image: {arr.dtype} array of shape {arr.shape}")
-    return np.ascontiguousarray(arr)
+    return Picture(path, np.ascontiguousarray(arr), same)
+
+
+def read_raw(path: Path) -> np.ndarray:
+    """Read an image file without changing its values: H x W (gray) or H x W x 3 (colour).
+
+    Palette images become RGB, alpha is dropped, RGB with three equal channels becomes gray,
+    16-bit stays uint16.
+
+    Raises:
+        DataError: missing or unreadable file.
+    """
+    return load_picture(path).pixels
 
 
 def save_png(path: Path, arr: np.ndarray) -> None:
-    """Write an 8-bit (gray or RGB) or 16-bit gray array as PNG, atomically."""
+    """Write an 8-bit (gray or RGB) or 16-bit gray array as PNG, atomically.
+
+    zlib level 3: 3.4x faster than Pillow's default 6 on 512 x 512 angiograms for files ~12 %
+    larger (measured on the images of ``bench/bench_public_convert.py``).
+    """
     from PIL import Image
 
     if not (arr.dtype == np.uint8 or (arr.dtype == np.uint16 and arr.ndim == 2)):
         raise TypeError(f"save_png expects uint8 or 2D uint16, got {arr.dtype} {arr.shape}")
     im = Image.fromarray(arr)  # uint16 2D -> mode I;16, a 16-bit gray PNG
     with atomic_path(path) as tmp:
-        im.save(tmp, format="PNG")
+        im.save(tmp, format="PNG", compress_level=3)
+
+
+def save_picture(picture: Picture, dst: Path) -> None:
+    """Write a picture to ``dst`` as PNG, atomically.
+
+    A PNG that needs no change (8-bit gray, 16-bit gray or real RGB) is copied byte for byte: on
+    512 x 512 angiograms that is ~0.3 ms instead of ~20 ms to re-encode; anything else is encoded.
+    """
+    if picture.verbatim:
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(picture.path, tmp)
+    else:
+        save_png(dst, picture.pixels)
 
 
 def to_mask(arr: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -135,6 +168,11 @@ def to_mask(arr: np.ndarray) -> tuple[np.ndarray, bool]:
     values = np.unique(gray)
     non_binary = len(values) > 2 or (len(values) == 2 and values[0] != 0)
     return (gray > 0).astype(np.uint8) * 255, non_binary
+
+
+def non_binary_note(names: list[str]) -> str:
+    """The note for masks that held more than two values and were thresholded."""
+    return f"{len(names)} mask(s) were not binary and were thresholded at > 0, e.g. {names[:3]}"
 
 
 def done(paths: Iterable[Path], overwrite: bool) -> bool:
@@ -185,11 +223,3 @@ def run_batch(
             result.written += 1
         else:
             result.skipped += 1
-
-
-def require_dir(path: Path) -> Path:
-    if not path.exists():
-        raise DataError(path, "folder does not exist")
-    if not path.is_dir():
-        raise DataError(path, "expected a folder (or an archive) of the dataset")
-    return path

@@ -20,8 +20,11 @@ from angioseg.public.common import (
     ConvertResult,
     done,
     image_files,
+    load_picture,
+    non_binary_note,
     read_raw,
     run_batch,
+    save_picture,
     save_png,
     to_mask,
     walk_dirs,
@@ -70,15 +73,16 @@ def convert_dca1(src: Path, out: Path, options: ConvertOptions) -> ConvertResult
             raise DataError(masks[stem], f"mask without its image {stem}.pgm")
         if stem not in masks:
             raise DataError(images[stem], f"image without its mask {stem}{GT_SUFFIX}{images[stem].suffix}")
-        image, raw_mask = read_raw(images[stem]), read_raw(masks[stem])
-        if raw_mask.shape[:2] != image.shape[:2]:
+        image, raw_mask = load_picture(images[stem]), read_raw(masks[stem])
+        if raw_mask.shape[:2] != image.pixels.shape[:2]:
             raise DataError(
-                masks[stem], f"mask size {raw_mask.shape[:2]} differs from image size {image.shape[:2]}"
+                masks[stem],
+                f"mask size {raw_mask.shape[:2]} differs from image size {image.pixels.shape[:2]}",
             )
         mask, odd = to_mask(raw_mask)
         if odd:
             non_binary.append(stem)
-        save_png(outs[0], image)
+        save_picture(image, outs[0])
         save_png(outs[1], mask)
         result.count(".")
         return True
@@ -86,9 +90,7 @@ def convert_dca1(src: Path, out: Path, options: ConvertOptions) -> ConvertResult
     stems = sorted(set(images) | set(masks), key=_natural)
     run_batch(stems, lambda s: s, work, result)
     if non_binary:
-        result.notes.append(
-            f"{len(non_binary)} mask(s) were not binary and were thresholded at > 0, e.g. {non_binary[:3]}"
-        )
+        result.notes.append(non_binary_note(non_binary))
     numbered = sorted((s for s in images if s.isdigit()), key=int)
     if len(numbered) == 134:
         result.meta["literature_split"] = {"train": numbered[:100], "test": numbered[100:]}

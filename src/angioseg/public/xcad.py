@@ -28,8 +28,10 @@ from angioseg.public.common import (
     ConvertResult,
     done,
     image_files,
-    read_raw,
+    load_picture,
+    non_binary_note,
     run_batch,
+    save_picture,
     save_png,
     to_mask,
     walk_dirs,
@@ -49,67 +51,76 @@ def output_folder(rel: Path) -> tuple[Path, bool]:
     return rel, False
 
 
-def convert_folder_tree(src: Path, out: Path, options: ConvertOptions) -> ConvertResult:
-    """Mirror every folder of images below ``src`` into ``out`` as PNG (see the module docstring).
+def plan_folders(src: Path, out: Path) -> dict[Path, tuple[Path, bool]]:
+    """Output folder (relative to ``out``) -> (source folder, holds masks), checked before writing.
 
     Raises:
-        DataError: no image file anywhere below ``src``, or two source folders that map onto the
-            same output folder (e.g. ``test/img`` and ``test/images``).
+        DataError: no image file below ``src``; two source folders that map onto the same output
+            folder (e.g. ``test/img`` and ``test/images``); two files of a folder with one stem.
     """
-    result = ConvertResult(out)
     plan: dict[Path, tuple[Path, bool]] = {}
     for d in walk_dirs(src):
-        if not image_files(d):
+        files = image_files(d)
+        if not files:
             continue
         rel, is_mask = output_folder(d.relative_to(src))
         if rel in plan:
             raise DataError(d, f"both {plan[rel][0]} and this folder would be written to {out / rel}")
-        plan[rel] = (d, is_mask)
-    if not plan:
-        raise DataError(src, "no image files found in the folder or below it")
-    non_binary: list[str] = []
-    for rel, (folder, is_mask) in sorted(plan.items()):
-        label = rel.as_posix()
-
-        def work(p: Path, rel: Path = rel, is_mask: bool = is_mask, label: str = label) -> bool:
-            dst = out / rel / f"{p.stem}.png"
-            if done([dst], options.overwrite):
-                result.count(label)
-                return False
-            arr = read_raw(p)
-            if is_mask:
-                arr, odd = to_mask(arr)
-                if odd:
-                    non_binary.append(f"{label}/{p.name}")
-            save_png(dst, arr)
-            result.count(label)
-            return True
-
-        files = image_files(folder)
         stems = [p.stem for p in files]
         if len(set(stems)) != len(stems):
             dup = sorted({s for s in stems if stems.count(s) > 1})
-            raise DataError(
-                folder, f"several files share the stem(s) {dup[:3]}; they would overwrite each other"
-            )
-        run_batch(files, lambda p, label=label: f"{label}/{p.name}", work, result)  # type: ignore[misc]
-    for rel, (_, is_mask) in plan.items():
+            raise DataError(d, f"several files share the stem(s) {dup[:3]}; they would overwrite each other")
+        plan[rel] = (d, is_mask)
+    if not plan:
+        raise DataError(src, "no image files found in the folder or below it")
+    return plan
+
+
+def mirror_folder(
+    folder: Path, dst: Path, label: str, is_mask: bool, options: ConvertOptions, result: ConvertResult
+) -> list[str]:
+    """Write every image of ``folder`` to ``dst`` as PNG (masks binarised); returns non-binary masks."""
+    non_binary: list[str] = []
+
+    def work(p: Path) -> bool:
+        target = dst / f"{p.stem}.png"
+        if done([target], options.overwrite):
+            result.count(label)
+            return False
+        picture = load_picture(p)
         if is_mask:
-            imgs = rel.parent / "images"
-            if imgs in plan:
-                a = {p.stem for p in image_files(plan[imgs][0])}
-                b = {p.stem for p in image_files(plan[rel][0])}
-                if a != b:
-                    result.notes.append(
-                        f"{rel.parent.as_posix()}: {len(a - b)} image(s) without a mask, {len(b - a)} mask(s) without an image"
-                    )
+            mask, odd = to_mask(picture.pixels)
+            if odd:
+                non_binary.append(f"{label}/{p.name}")
+            save_png(target, mask)
+        else:
+            save_picture(picture, target)
+        result.count(label)
+        return True
+
+    run_batch(image_files(folder), lambda p: f"{label}/{p.name}", work, result)
+    return non_binary
+
+
+def convert_folder_tree(src: Path, out: Path, options: ConvertOptions) -> ConvertResult:
+    """Mirror every folder of images below ``src`` into ``out`` as PNG (see the module docstring)."""
+    plan = plan_folders(src, out)
+    result = ConvertResult(out)
+    non_binary: list[str] = []
+    for rel, (folder, is_mask) in sorted(plan.items()):
+        non_binary += mirror_folder(folder, out / rel, rel.as_posix(), is_mask, options, result)
+    for rel, (folder, is_mask) in sorted(plan.items()):
+        if is_mask and rel.parent / "images" in plan:
+            images = {p.stem for p in image_files(plan[rel.parent / "images"][0])}
+            masks = {p.stem for p in image_files(folder)}
+            if images != masks:
+                result.notes.append(
+                    f"{rel.parent.as_posix()}: {len(images - masks)} image(s) without a mask, "
+                    f"{len(masks - images)} mask(s) without an image"
+                )
     if non_binary:
-        result.notes.append(
-            f"{len(non_binary)} mask(s) were not binary and were thresholded at > 0, e.g. {non_binary[:3]}"
-        )
-    result.meta["folders"] = {
-        rel.as_posix(): str(folder.relative_to(src)) for rel, (folder, _) in sorted(plan.items())
-    }
+        result.notes.append(non_binary_note(non_binary))
+    result.meta["folders"] = {r.as_posix(): str(f.relative_to(src)) for r, (f, _) in sorted(plan.items())}
     return result
 
 
