@@ -31,7 +31,7 @@ SegmentsOpt = Annotated[
 ]
 ChannelOpt = Annotated[
     str,
-    typer.Option(help="DRIVE: green (green channel as 8-bit gray, the default of vessel papers) or rgb."),
+    typer.Option(help="DRIVE: green (the green channel as 8-bit gray, as vessel papers use it) or rgb."),
 ]
 KeepRawOpt = Annotated[
     bool, typer.Option("--keep-raw", help="Keep the unpacked archive in OUT/.raw after converting.")
@@ -85,7 +85,9 @@ def list_datasets() -> None:
 
 @data_app.command()
 def fetch(
-    name: Annotated[str | None, typer.Argument(help="Dataset name: arcade, dca1, xcad or drive.")] = None,
+    name: Annotated[
+        str | None, typer.Argument(metavar="NAME", help="Dataset name: arcade, dca1, xcad or drive.")
+    ] = None,
     out: Annotated[
         Path | None, typer.Option("--out", help="Output folder (images/, masks/, dataset.json).")
     ] = None,
@@ -153,7 +155,10 @@ def fetch(
 def convert_cmd(
     fmt: Annotated[str, typer.Argument(metavar="FORMAT", help="Source format: arcade, dca1, xcad or drive.")],
     src: Annotated[
-        Path, typer.Argument(help="The dataset as downloaded: a folder or a .zip/.tar(.gz) archive.")
+        Path,
+        typer.Argument(
+            metavar="SRC", help="The dataset as downloaded: a folder or a .zip/.tar(.gz) archive."
+        ),
     ],
     out: Annotated[Path, typer.Option("--out", help="Output folder (images/, masks/, dataset.json).")],
     task: TaskOpt = "all",
