@@ -141,6 +141,16 @@ def test_zip_slip_is_refused(tmp_path: Path) -> None:
     assert not (tmp_path / "evil.txt").exists()
 
 
+def test_tar_link_pointing_outside_is_refused(tmp_path: Path) -> None:
+    arc = tmp_path / "d.tar"
+    with tarfile.open(arc, "w") as tf:
+        link = tarfile.TarInfo("top/passwd")
+        link.type, link.linkname = tarfile.SYMTYPE, "../../etc/passwd"
+        tf.addfile(link)
+    with pytest.raises(DataError, match="would land outside the target folder"):
+        extract(arc, tmp_path / "raw")
+
+
 def test_tar_gz_extracts_once(tmp_path: Path) -> None:
     arc = tmp_path / "d.tar.gz"
     with tarfile.open(arc, "w:gz") as tf:

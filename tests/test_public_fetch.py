@@ -106,6 +106,13 @@ def test_fetch_drive_needs_an_archive(tmp_path: Path, capsys: pytest.CaptureFixt
     assert sorted(p.name for p in (tmp_path / "drive" / "train").iterdir()) == ["fov", "images", "masks"]
     record = json.loads((tmp_path / "drive" / "dataset.json").read_text())
     assert record["sources"][0]["expected_sha256"] is None and record["channel"] == "green"
+    # an already extracted folder works too (nothing to verify, nothing unpacked)
+    capsys.readouterr()
+    assert run_cli(["data", "fetch", "drive", "--archive", tmp_path / "src", "--out", tmp_path / "d2"]) == 0
+    assert "is a folder: no checksum to verify" in capsys.readouterr().err
+    assert (tmp_path / "d2" / "test" / "masks" / "test_01.png").exists() and not (
+        tmp_path / "d2" / ".raw"
+    ).exists()
 
 
 def test_fetch_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,13 +46,16 @@ def _options(task: str, segments: bool, channel: str, overwrite: bool = False): 
 
 def _summary(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     for folder, n in sorted(result.counts.items()):
-        out_console.print(f"  {out if folder == '.' else out / folder}: {n} item(s)", highlight=False)
+        out_console.print(
+            f"  {out if folder == '.' else out / folder}: {n} item(s)", highlight=False, soft_wrap=True
+        )
     out_console.print(
         f"converted {result.written} item(s), kept {result.skipped} from an earlier run; record: {out / 'dataset.json'}",
         highlight=False,
+        soft_wrap=True,
     )
     for note in result.notes:
-        console.print(f"note: {note}", markup=False, highlight=False)
+        console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
     report_failures(result.failed)
     if result.failed:
         raise typer.Exit(1)
@@ -141,13 +144,13 @@ def fetch(
         keep_raw=keep_raw,
         verify=not no_verify,
         force=force,
-        announce=lambda s: console.print(s, markup=False, highlight=False),
+        announce=lambda s: console.print(s, markup=False, highlight=False, soft_wrap=True),
     )
     if res.conversion is None:
-        out_console.print(f"{res.info.name}: already complete in {out}", highlight=False)
+        out_console.print(f"{res.info.name}: already complete in {out}", highlight=False, soft_wrap=True)
         return
-    out_console.print(f"{res.info.name} terms: {res.info.licence}", highlight=False)
-    out_console.print(f"please cite: {res.info.citation}", highlight=False)
+    out_console.print(f"{res.info.name} terms: {res.info.licence}", highlight=False, soft_wrap=True)
+    out_console.print(f"please cite: {res.info.citation}", highlight=False, soft_wrap=True)
     _summary(res.conversion, out)
 
 
