@@ -54,11 +54,10 @@ def test_resume_continues_from_the_last_checkpoint(synth_dir: Path, tmp_path: Pa
     args = ["pretrain", "--method", "spark", "--data", synth_dir, "--out", run, *TINY, "--limit", "4"]
     assert run_cli([*args, "--epochs", "1"]) == 0
     assert run_cli([*args, "--epochs", "1"]) == 2  # the run exists: refuse to overwrite
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    cfg["epochs"] = 2
-    (run / "config.yaml").write_text(yaml.safe_dump(cfg))
-    assert run_cli(["pretrain", "--out", run, "--resume"]) == 0
+    assert run_cli(["pretrain", "--out", run, "--resume", "--epochs", "2"]) == 0
     assert json.loads((run / "model.json").read_text())["steps"] == 2
+    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
+    assert run_cli(["pretrain", "--out", tmp_path / "none", "--resume"]) == 2  # nothing to resume
 
 
 def test_contrastive_run_skips_bad_files_and_has_no_decoder(synth_dir: Path, tmp_path: Path) -> None:

@@ -105,7 +105,11 @@ def pretrain(
         typer.Option(help="YAML file of PretrainConfig options; command-line options override it."),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its last checkpoint (its config; --epochs may extend it).",
+        ),
     ] = False,
 ) -> None:
     """Self-supervised pretraining of the UNet on unlabeled angiograms (CM-UNet, MAE, Models Genesis, SparK, MoCo v2).

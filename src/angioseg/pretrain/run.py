@@ -127,6 +127,9 @@ def run_pretrain(
 ) -> PretrainResult:
     """Pretrain ``cfg.method`` on the images of ``cfg.data``; return where the weights are.
 
+    With ``resume`` the run folder's ``config.yaml`` is used, except ``cfg.epochs`` when it is set,
+    so a finished run can be extended; training continues from ``checkpoints/last.ckpt``.
+
     Raises:
         AngiosegError: bad options, an existing run without ``resume`` (or nothing to resume), no
             readable image. Unreadable files are skipped and listed in the result.
@@ -135,8 +138,9 @@ def run_pretrain(
 
     run_dir = Path(cfg.out)
     _check_run_dir(run_dir, resume)
-    if resume:
-        cfg = load_config(PretrainConfig, run_dir / "config.yaml")
+    if resume:  # the saved config rules, except a new number of epochs (to extend a finished run)
+        saved = load_config(PretrainConfig, run_dir / "config.yaml")
+        cfg = replace(saved, epochs=cfg.epochs if cfg.epochs is not None else saved.epochs)
     try:
         cfg = _resolve(cfg)
     except ValueError as exc:
@@ -150,8 +154,7 @@ def run_pretrain(
     module = build_module(cfg, len(data.images))
     method = module.method
     run_dir.mkdir(parents=True, exist_ok=True)
-    if not resume:
-        save_config(run_dir / "config.yaml", cfg)
+    save_config(run_dir / "config.yaml", cfg)
     write_json(
         run_dir / "method.json",
         {
