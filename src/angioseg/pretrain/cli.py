@@ -48,12 +48,12 @@ def pretrain(
         ),
     ] = None,
     width: Annotated[
-        int | None, typer.Option(help="UNet base width [default: 64, the paper's 31 M network; 16 for CPUs].")
+        int | None, typer.Option(help="UNet base width (default: 64, the paper's 31 M network; 16 for CPUs).")
     ] = None,
     image_size: Annotated[
-        int | None, typer.Option(help="Images are resized to this side, a multiple of 16 [default: 256].")
+        int | None, typer.Option(help="Images are resized to this side, a multiple of 16 (default: 256).")
     ] = None,
-    batch_size: Annotated[int | None, typer.Option(help="Images per device and step [default: 16].")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per device and step (default: 16).")] = None,
     lr: Annotated[
         float | None,
         typer.Option(
@@ -61,7 +61,7 @@ def pretrain(
         ),
     ] = None,
     seed: Annotated[
-        int | None, typer.Option(help="Seed of initialisation, views and masks [default: 0].")
+        int | None, typer.Option(help="Seed of initialisation, views and masks (default: 0).")
     ] = None,
     limit: Annotated[
         int | None, typer.Option(help="Use only the first N image files (sorted by name).")
@@ -76,19 +76,19 @@ def pretrain(
         ),
     ] = None,
     devices: Annotated[
-        str | None, typer.Option(help="Devices per node for Lightning: auto, or a number [default: auto].")
+        str | None, typer.Option(help="Devices per node for Lightning: auto, or a number (default: auto).")
     ] = None,
     num_nodes: Annotated[
-        int | None, typer.Option(help="Number of nodes (multi-node DDP) [default: 1].")
+        int | None, typer.Option(help="Number of nodes (multi-node DDP) (default: 1).")
     ] = None,
     strategy: Annotated[
-        str | None, typer.Option(help="Lightning strategy, e.g. ddp [default: auto].")
+        str | None, typer.Option(help="Lightning strategy, e.g. ddp (default: auto).")
     ] = None,
     precision: Annotated[
         str | None, typer.Option(help="auto (bf16 where the hardware has it), bf16 or fp32.")
     ] = None,
     num_workers: Annotated[
-        int | None, typer.Option(help="Data-loader worker processes [default: 0].")
+        int | None, typer.Option(help="Data-loader worker processes (default: 0).")
     ] = None,
     cache_dir: Annotated[
         Path | None,
