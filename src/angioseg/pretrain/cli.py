@@ -151,6 +151,8 @@ def pretrain(
     if cfg.method not in METHOD_NAMES:
         raise AngiosegError(f"--method must be one of {', '.join(METHOD_NAMES)}, got {cfg.method!r}")
     res = run_pretrain(cfg, resume=resume, announce=lambda s: console.print(s, highlight=False))
+    if res.rank != 0:  # DDP: the other processes stay quiet
+        return
     p = res.parameters
     out_console.print(
         f"{res.method}: {res.images} images, {res.epochs} epochs ({res.steps} steps) in "

@@ -70,10 +70,12 @@ class PretrainModule(pl.LightningModule):
             batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
         out = self.method(batch)
         n = next(iter(batch.values())).shape[0]
-        self.log("loss", out["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n)
+        self.log(
+            "loss", out["loss"], prog_bar=True, on_step=True, on_epoch=True, batch_size=n, sync_dist=True
+        )
         for key, value in out.items():
             if key != "loss":
-                self.log(key, value, on_step=False, on_epoch=True, batch_size=n)
+                self.log(key, value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         opt = self.optimizers()
         if isinstance(opt, pl.core.optimizer.LightningOptimizer | torch.optim.Optimizer):
             self.log("lr", opt.param_groups[0]["lr"], on_step=True, on_epoch=False, batch_size=n)

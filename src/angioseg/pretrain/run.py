@@ -78,6 +78,7 @@ class PretrainResult:
     failed: list[tuple[str, str]]
     reconstructions: Path | None = None
     interrupted: bool = False
+    rank: int = 0
 
 
 def _devices(value: str) -> int | str:
@@ -134,10 +135,16 @@ def run_pretrain(
         AngiosegError: bad options, an existing run without ``resume`` (or nothing to resume), no
             readable image. Unreadable files are skipped and listed in the result.
     """
+    from lightning.pytorch.utilities import rank_zero_only
+
     from angioseg.train.trainer import make_trainer
 
     run_dir = Path(cfg.out)
-    _check_run_dir(run_dir, resume)
+    # Under DDP the launcher re-runs this function in every process; only the first one checks and
+    # writes the run folder (the others find rank 0's config.yaml already there).
+    main_process = int(getattr(rank_zero_only, "rank", 0)) == 0
+    if main_process:
+        _check_run_dir(run_dir, resume)
     if resume:  # the saved config rules, except a new number of epochs (to extend a finished run)
         saved = load_config(PretrainConfig, run_dir / "config.yaml")
         cfg = replace(saved, epochs=cfg.epochs if cfg.epochs is not None else saved.epochs)
@@ -154,18 +161,19 @@ def run_pretrain(
     module = build_module(cfg, len(data.images))
     method = module.method
     run_dir.mkdir(parents=True, exist_ok=True)
-    save_config(run_dir / "config.yaml", cfg)
-    write_json(
-        run_dir / "method.json",
-        {
-            "method": cfg.method,
-            "options": method.options(),
-            "optim": vars(module.spec),
-            "parameters": method.parameter_counts(),
-            "images": len(data.images),
-            "failed": data.failed,
-        },
-    )
+    if main_process:
+        save_config(run_dir / "config.yaml", cfg)
+        write_json(
+            run_dir / "method.json",
+            {
+                "method": cfg.method,
+                "options": method.options(),
+                "optim": vars(module.spec),
+                "parameters": method.parameter_counts(),
+                "images": len(data.images),
+                "failed": data.failed,
+            },
+        )
     batch = min(cfg.batch_size, len(data.images))
     loader = DataLoader(
         ViewDataset(data.images, method.view_transform),
@@ -237,8 +245,9 @@ def _finish(
         data.failed,
         recon,
         bool(trainer.interrupted),
+        int(trainer.global_rank),
     )
     if trainer.is_global_zero:
-        summary = {k: v for k, v in vars(result).items() if k not in ("run_dir",)}
+        summary = {k: v for k, v in vars(result).items() if k not in ("run_dir", "rank")}
         write_json(run_dir / "summary.json", summary)
     return result
