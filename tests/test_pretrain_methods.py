@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -188,3 +189,19 @@ def test_parameter_counts_at_width_64() -> None:
     )
     assert counts["cmunet"]["trainable"] == 46_062_977
     assert counts["cmunet"]["momentum"] == 18_849_984 + 1_970_688
+
+
+def test_real_unlabeled_angiograms_load_and_train_one_step() -> None:
+    from angioseg.data.preprocess import PreprocessConfig
+    from angioseg.pretrain.data import load_unlabeled
+
+    root = Path(__file__).resolve().parents[2] / "shared" / "data" / "arcade_unlabeled"  # as conftest
+    if not root.exists():
+        pytest.skip(f"real data not available: {root}")
+    data = load_unlabeled(root, PreprocessConfig(image_size=SIZE), limit=4)
+    assert data.images.shape == (4, SIZE, SIZE) and not data.failed
+    assert abs(float(data.images.mean())) < 0.5  # per-image z-score before the resize
+    method = make("spark")
+    views = [method.view_transform(torch.from_numpy(im[None])) for im in data.images]
+    out = method({"image": torch.stack([v["image"] for v in views])})
+    assert torch.isfinite(out["loss"])
