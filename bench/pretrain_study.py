@@ -116,6 +116,9 @@ def finetune(args: argparse.Namespace, condition: str, seed: int) -> dict[str, A
 
 
 def table(rows: dict[str, list[dict[str, Any]]], pre: dict[str, dict[str, Any]]) -> str:
+    """Markdown: mean ± sd over seeds of the test metrics, then per-seed Dice and the paired
+    difference to fine-tuning from scratch (same seed = same labeled images, validation split and
+    augmentation draws)."""
     head = "| pretraining | pretrain wall / CPU (min) | " + " | ".join(f"test {m}" for m in METRICS)
     lines = [head + " |", "|" + "---|" * (len(METRICS) + 2)]
     for cond, runs in rows.items():
@@ -127,6 +130,34 @@ def table(rows: dict[str, list[dict[str, Any]]], pre: dict[str, dict[str, Any]])
         p = pre.get(cond)
         cost = f"{p['wall_seconds'] / 60:.1f} / {p['cpu_seconds'] / 60:.1f}" if p else "-"
         lines.append(f"| {cond} | {cost} | " + " | ".join(cells) + " |")
+    base = {r["seed"]: float(r["test"]["dice"]) for r in rows.get("none", [])}
+    seeds = sorted({r["seed"] for runs in rows.values() for r in runs})
+    lines += [
+        "",
+        "| pretraining | "
+        + " | ".join(f"dice seed {s}" for s in seeds)
+        + " | Δ dice vs none (paired) | better / seeds |",
+    ]
+    lines.append("|" + "---|" * (len(seeds) + 3))
+    for cond, runs in rows.items():
+        dice = {r["seed"]: float(r["test"]["dice"]) for r in runs}
+        cells = [
+            f"{dice[s]:.3f} (ep {next(r['best_epoch'] for r in runs if r['seed'] == s)})"
+            if s in dice
+            else "-"
+            for s in seeds
+        ]
+        diffs = [dice[s] - base[s] for s in seeds if s in dice and s in base]
+        if cond == "none" or not diffs:
+            lines.append(f"| {cond} | " + " | ".join(cells) + " | - | - |")
+            continue
+        sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+        wins = sum(d > 0 for d in diffs)
+        lines.append(
+            f"| {cond} | "
+            + " | ".join(cells)
+            + f" | {statistics.mean(diffs):+.3f} ± {sd:.3f} | {wins} / {len(diffs)} |"
+        )
     return "\n".join(lines)
 
 
