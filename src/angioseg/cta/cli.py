@@ -92,6 +92,11 @@ def train(
     ] = "auto",
     crop: Annotated[int, typer.Option(help="In-plane patch side in voxels (seed: 128).")] = 128,
     crop_depth: Annotated[int, typer.Option(help="3D patch depth in slices (seed: 32).")] = 32,
+    eps: Annotated[float, typer.Option(help="DBSCAN radius in voxels (seed: 5).")] = 5.0,
+    closeness: Annotated[
+        float | None,
+        typer.Option(help="Merge centroids closer than this, voxels (seed: 50 in 2D, 64 in 3D)."),
+    ] = None,
     width: Annotated[int, typer.Option(help="UNet base width (seed: 32, i.e. 32..512).")] = 32,
     epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 100,
     max_steps: Annotated[int, typer.Option(help="Stop after this many optimiser steps (-1: no limit).")] = -1,
@@ -138,6 +143,8 @@ def train(
         centerline_source=centerline_source,
         crop=crop,
         depth=crop_depth,
+        eps=eps,
+        closeness=closeness,
         width=width,
         epochs=epochs,
         max_steps=max_steps,
@@ -183,7 +190,9 @@ def segment(
     ] = None,
     keep_largest: Annotated[
         int,
-        typer.Option(help="Keep this many largest components (0: all above --min-size; -1: the model's, 2)."),
+        typer.Option(
+            help="Keep only this many largest components (0: all above --min-size; -1: the model's)."
+        ),
     ] = -1,
     overlap: Annotated[float, typer.Option(help="Sliding-window overlap (0-1).")] = 0.25,
     fast: Annotated[bool, typer.Option("--fast", help="bf16 autocast (faster on CPUs with bf16).")] = False,

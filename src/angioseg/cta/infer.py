@@ -94,8 +94,8 @@ class CTSegmenter:
         self.intensity = IntensityConfig.from_dict(meta.get("preprocess"))
         self.threshold = threshold
         self.min_size = int(cta.get("min_size", 100)) if min_size is None else min_size
-        # keep_largest: -1 = as stored in the model (default 2), None = keep every component >= min_size
-        self.keep_largest = cta.get("keep_largest", 2) if keep_largest == -1 else keep_largest
+        # keep_largest: -1 = as stored in the model, None = keep every component >= min_size
+        self.keep_largest = cta.get("keep_largest") if keep_largest == -1 else keep_largest
         self.fast, self.overlap = fast, overlap
 
     @classmethod
