@@ -112,10 +112,13 @@ def train(
     normalise: Annotated[
         str, typer.Option(help="global (seed's ASOCA z-score), minmax or volume.")
     ] = "global",
+    hu_min: Annotated[float, typer.Option(help="Clip HU below this before normalising.")] = -1024.0,
+    hu_max: Annotated[float, typer.Option(help="Clip HU above this before normalising.")] = 3071.0,
     min_size: Annotated[int, typer.Option(help="Post-processing: smallest kept component in voxels.")] = 100,
     seed: Annotated[int, typer.Option(help="Seed of splits, initialisation and sampling (seed: 36).")] = 36,
     precision: Annotated[
-        str, typer.Option(help="auto (bf16 where the CPU/GPU has it), bf16 or fp32.")
+        str,
+        typer.Option(help="auto (bf16 for 2D where the hardware has it; fp32 for 3D on CPU), bf16 or fp32."),
     ] = "auto",
     config: Annotated[
         Path | None, typer.Option(help="YAML of CTATrainConfig options; command-line options override it.")
@@ -159,6 +162,8 @@ def train(
         intensity=replace(
             cfg.intensity if isinstance(cfg.intensity, IntensityConfig) else IntensityConfig(),
             normalise=normalise,
+            hu_min=hu_min,
+            hu_max=hu_max,
         ),
     )
     res = run_train(cfg, resume=resume, announce=lambda s: console.print(s))
