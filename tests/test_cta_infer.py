@@ -109,3 +109,20 @@ def test_segment_batch_keeps_going_past_bad_inputs(tmp_path: Path) -> None:
     res = segment_volumes(seg, [tmp_path / "in", tmp_path / "nothing_here.nrrd"], tmp_path / "out")
     assert [r["name"] for r in res.rows] == ["good"]
     assert sorted(Path(f).name for f, _ in res.failed) == ["broken.nrrd", "nothing_here.nrrd"]
+
+
+def test_dicom_series_in_dicom_series_out(tmp_path: Path) -> None:
+    hu = np.full((5, 12, 14), -1000, np.int16)
+    hu[1:4, 3:9, 4:10] = 700
+    vol = Volume(hu, (2.5, 0.7, 0.7), (-120.0, -80.0, 40.0))
+    write_volume(tmp_path / "in" / "patient1", hu, vol)  # no extension: a DICOM series folder
+    seg = CTSegmenter(VoxelwiseModel(), _meta(), threshold=0.5)  # type: ignore[arg-type]
+    res = segment_volumes(seg, [tmp_path / "in" / "patient1"], tmp_path / "out")
+    assert not res.failed
+    out = tmp_path / "out" / "masks" / "patient1"
+    assert out.is_dir() and len(list(out.glob("*.dcm"))) == 5
+    mask = read_volume(out)
+    assert mask.format == "dicom" and mask.shape == vol.shape
+    np.testing.assert_allclose(mask.origin, vol.origin, atol=1e-4)
+    np.testing.assert_allclose(mask.spacing, vol.spacing, rtol=1e-6)
+    np.testing.assert_array_equal(mask.array.astype(bool), hu > 0)

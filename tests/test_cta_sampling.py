@@ -129,3 +129,15 @@ def test_centerline_channel_binary_and_bright() -> None:
     assert stack_input(image, None).shape == (1, 2, 3, 4)
     with pytest.raises(AngiosegError):
         centerline_channel(image, cl, "attention")
+
+
+def test_plan_boxes_kmeans_and_default_closeness() -> None:
+    label = np.zeros((40, 200, 200), bool)
+    pts = np.column_stack([np.full(150, 5.0), np.full(150, 100.0), np.arange(20, 170.0)])
+    boxes = plan_boxes(label, pts, "kmeans", dims=2, crop=128)
+    assert len(boxes) == 2 and all(b.start[0] == 5 for b in boxes)  # 150 px: two 128-px windows
+    # dbscan links the line into one cluster whose mean is (100, 94)
+    assert plan_boxes(label, pts, "dbscan", dims=2, crop=128) == [Box((5, 100 - 64, 94 - 64), (1, 128, 128))]
+    boxes3 = plan_boxes(label, pts, "dbscan", dims=3, crop=128, depth=32)
+    assert boxes3 == [Box((5, 36, 30), (32, 128, 128))]
+    assert plan_boxes(label, None, "dbscan", dims=3) == []
