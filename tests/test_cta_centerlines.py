@@ -12,6 +12,7 @@ from angioseg.cta.centerlines import (
     centerline_from_prediction,
     rasterise,
     read_centerline,
+    skeleton_centerline,
     skeletonize_3d,
     split_branches,
     write_centerline,
@@ -108,3 +109,22 @@ def test_real_orcascore_centerline_reads_as_world_points() -> None:
     # every path starts at one of two ostia 2 mm apart
     starts = np.unique(np.array([p[0] for p in paths]).round(1), axis=0)
     assert len(starts) == 2
+
+
+def test_skeleton_centerline_is_traced_into_adjacent_polylines() -> None:
+    """A Y of tubes: raster-ordered skeleton voxels joined in file order would draw chords across the
+    volume; traced polylines only join 26-neighbours, so the dense map stays on the skeleton."""
+    from scipy import ndimage as ndi
+
+    m = np.zeros((40, 40, 40), bool)
+    m[5:35, 18:21, 18:21] = True  # trunk along z
+    for k in range(12):  # a branch leaving diagonally in y and x
+        m[20 + k, 20 + k : 23 + k, 20 + k : 23 + k] = True
+    cl = skeleton_centerline(m)
+    for pts in cl.branches():
+        if len(pts) > 1:
+            assert np.linalg.norm(np.diff(pts, axis=0), axis=1).max() <= np.sqrt(3) + 1e-9
+    assert len(np.unique(cl.branch)) >= 2  # the fork starts a new branch
+    dense = rasterise(cl, m.shape, dense=True)
+    skel = rasterise(cl, m.shape, dense=False)
+    assert ndi.distance_transform_edt(~skel)[dense].max() <= 1.0

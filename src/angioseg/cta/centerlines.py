@@ -212,12 +212,42 @@ def _skeleton_upsampled(m: np.ndarray) -> np.ndarray:
     return out & m
 
 
+def trace_polylines(voxels: np.ndarray) -> Centerline:
+    """Order skeleton voxels (``N x 3`` ints) into polylines of 26-adjacent points.
+
+    Each 26-connected component is walked depth-first from one of its end points; wherever the walk
+    jumps back to an earlier fork, a new branch starts. So consecutive points of a branch are always
+    neighbours, and :func:`rasterise` may join them (raster-ordered voxels joined in file order would
+    draw lines across the volume).
+    """
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components, depth_first_order
+    from scipy.spatial import cKDTree
+
+    pts = np.asarray(voxels, float).reshape(-1, 3)
+    if len(pts) == 0:
+        return Centerline(pts)
+    pairs = cKDTree(pts).query_pairs(np.sqrt(3) + 1e-6, output_type="ndarray")
+    n = len(pts)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n)).tocsr()
+    graph = graph + graph.T
+    _, comp = connected_components(graph, directed=False)
+    degree = np.asarray(graph.sum(1)).ravel()
+    order: list[np.ndarray] = []
+    for c in range(comp.max() + 1):
+        members = np.flatnonzero(comp == c)
+        ends = members[degree[members] <= 1]
+        start = int(ends[0]) if len(ends) else int(members[0])
+        order.append(depth_first_order(graph, start, directed=False, return_predecessors=False))
+    seq = np.concatenate(order)
+    p = pts[seq]
+    jump = np.linalg.norm(np.diff(p, axis=0), axis=1) > np.sqrt(3) + 1e-6
+    return Centerline(p, np.concatenate([[0], np.cumsum(jump)]))
+
+
 def skeleton_centerline(mask: np.ndarray) -> Centerline:
-    """Centerline of a binary label (or thresholded prediction): skeleton voxels, branch = 26-connected component."""
-    skel = skeletonize_3d(mask)
-    lab, _ = ndi.label(skel, structure=np.ones((3, 3, 3)))
-    pts = np.argwhere(skel)
-    return Centerline(pts.astype(float), lab[tuple(pts.T)] - 1)
+    """Centerline of a binary label (or thresholded prediction): its skeleton traced into polylines."""
+    return trace_polylines(np.argwhere(skeletonize_3d(mask)))
 
 
 def centerline_from_prediction(prob: np.ndarray, threshold: float = 0.5, min_size: int = 20) -> Centerline:

@@ -206,7 +206,7 @@ def segment(
         bool, typer.Option("--skip-existing", help="Skip volumes whose mask exists.")
     ] = False,
 ) -> None:
-    """Segment whole CT volumes: sliding windows, centerline prior from a first pass, largest components.
+    """Segment whole CT volumes: sliding windows, centerline prior from a first pass, small islands removed.
 
     Masks are written in each input's format and geometry (a DICOM series gives a DICOM series).
     """
