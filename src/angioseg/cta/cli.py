@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -68,60 +68,93 @@ def train(
     out: Annotated[
         Path, typer.Option("--out", help="Run folder (config, splits, logs, checkpoints, model).")
     ],
-    dims: Annotated[int, typer.Option(help="2 (slice-wise UNet) or 3 (volumetric UNet).")] = 3,
+    dims: Annotated[
+        int | None, typer.Option(help="2 (slice-wise UNet) or 3 (volumetric UNet). [default: 3]")
+    ] = None,
     sampling: Annotated[
-        str,
+        str | None,
         typer.Option(
             help="Training patches: centerline (= dbscan: DBSCAN + merged centroids, the seed's method), "
-            "kmeans, or grid (tiles with a label voxel)."
+            "kmeans, or grid (tiles with a label voxel). [default: centerline]"
         ),
-    ] = "centerline",
+    ] = None,
     centerline_channel: Annotated[
-        bool, typer.Option("--centerline-channel", help="Add the centerline as a second input channel.")
-    ] = False,
+        bool | None,
+        typer.Option(
+            "--centerline-channel/--no-centerline-channel",
+            help="Add the centerline as a second input channel. [default: no]",
+        ),
+    ] = None,
     channel_kind: Annotated[
-        str,
-        typer.Option(help="binary (1 on the centerline, the seed's code) or bright (CT brightened there)."),
-    ] = "binary",
+        str | None,
+        typer.Option(
+            help="binary (1 on the centerline, the seed's code) or bright (CT brightened there). [default: binary]"
+        ),
+    ] = None,
     prior_dropout: Annotated[
-        float,
-        typer.Option(help="Fraction of patches trained with an empty channel (needed by the first pass)."),
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            help="Fraction of patches trained with an empty channel (for the first pass). [default: 0.5]"
+        ),
+    ] = None,
     centerline_source: Annotated[
-        str, typer.Option(help="auto (file, else label skeleton), file, or label.")
-    ] = "auto",
-    crop: Annotated[int, typer.Option(help="In-plane patch side in voxels (seed: 128).")] = 128,
-    crop_depth: Annotated[int, typer.Option(help="3D patch depth in slices (seed: 32).")] = 32,
-    eps: Annotated[float, typer.Option(help="DBSCAN radius in voxels (seed: 5).")] = 5.0,
+        str | None, typer.Option(help="auto (file, else label skeleton), file, or label. [default: auto]")
+    ] = None,
+    crop: Annotated[
+        int | None, typer.Option(help="In-plane patch side in voxels. [default: 128, the seed's]")
+    ] = None,
+    crop_depth: Annotated[
+        int | None, typer.Option(help="3D patch depth in slices. [default: 32, the seed's]")
+    ] = None,
+    eps: Annotated[
+        float | None, typer.Option(help="DBSCAN radius in voxels. [default: 5, the seed's]")
+    ] = None,
     closeness: Annotated[
         float | None,
-        typer.Option(help="Merge centroids closer than this, voxels (seed: 50 in 2D, 64 in 3D)."),
+        typer.Option(help="Merge centroids closer than this, voxels. [default: 50 in 2D, 64 in 3D]"),
     ] = None,
-    width: Annotated[int, typer.Option(help="UNet base width (seed: 32, i.e. 32..512).")] = 32,
-    epochs: Annotated[int, typer.Option(help="Maximum epochs.")] = 100,
-    max_steps: Annotated[int, typer.Option(help="Stop after this many optimiser steps (-1: no limit).")] = -1,
+    width: Annotated[
+        int | None, typer.Option(help="UNet base width. [default: 32, the seed's 32..512]")
+    ] = None,
+    epochs: Annotated[int | None, typer.Option(help="Maximum epochs. [default: 100]")] = None,
+    max_steps: Annotated[
+        int | None, typer.Option(help="Stop after this many optimiser steps. [default: -1, no limit]")
+    ] = None,
     samples_per_epoch: Annotated[
-        int | None, typer.Option(help="Patches drawn (with replacement) per epoch; default: each patch once.")
+        int | None,
+        typer.Option(help="Patches drawn (with replacement) per epoch. [default: each patch once]"),
     ] = None,
-    batch_size: Annotated[int, typer.Option(help="Patches per batch.")] = 8,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (seed: 4e-4).")] = 4e-4,
+    batch_size: Annotated[int | None, typer.Option(help="Patches per batch. [default: 8]")] = None,
+    lr: Annotated[float | None, typer.Option(help="AdamW learning rate. [default: 4e-4, the seed's]")] = None,
     patience: Annotated[
-        int, typer.Option(help="Early-stopping patience in epochs on val_loss (seed: 30).")
-    ] = 30,
-    val: Annotated[float, typer.Option(help="Validation volumes: fraction (<1) or count.")] = 0.2,
+        int | None,
+        typer.Option(help="Early-stopping patience in epochs on val_loss. [default: 30, the seed's]"),
+    ] = None,
+    val: Annotated[
+        float | None, typer.Option(help="Validation volumes: fraction (<1) or count. [default: 0.2]")
+    ] = None,
     normalise: Annotated[
-        str, typer.Option(help="global (seed's ASOCA z-score), minmax or volume.")
-    ] = "global",
-    hu_min: Annotated[float, typer.Option(help="Clip HU below this before normalising.")] = -1024.0,
-    hu_max: Annotated[float, typer.Option(help="Clip HU above this before normalising.")] = 3071.0,
-    min_size: Annotated[int, typer.Option(help="Post-processing: smallest kept component in voxels.")] = 100,
-    seed: Annotated[int, typer.Option(help="Seed of splits, initialisation and sampling (seed: 36).")] = 36,
+        str | None,
+        typer.Option(help="global (the seed's ASOCA z-score), minmax or volume. [default: global]"),
+    ] = None,
+    hu_min: Annotated[float | None, typer.Option(help="Clip HU below this first. [default: -1024]")] = None,
+    hu_max: Annotated[float | None, typer.Option(help="Clip HU above this first. [default: 3071]")] = None,
+    min_size: Annotated[
+        int | None, typer.Option(help="Post-processing: smallest kept component in voxels. [default: 100]")
+    ] = None,
+    seed: Annotated[
+        int | None,
+        typer.Option(help="Seed of splits, initialisation and sampling. [default: 36, the seed's]"),
+    ] = None,
     precision: Annotated[
-        str,
-        typer.Option(help="auto (bf16 for 2D where the hardware has it; fp32 for 3D on CPU), bf16 or fp32."),
-    ] = "auto",
+        str | None,
+        typer.Option(help="auto (bf16 for 2D where the hardware has it, fp32 for 3D on CPU), bf16 or fp32."),
+    ] = None,
     config: Annotated[
-        Path | None, typer.Option(help="YAML of CTATrainConfig options; command-line options override it.")
+        Path | None,
+        typer.Option(
+            help="YAML of CTATrainConfig options (see a run's config.yaml); options given here override it."
+        ),
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
@@ -131,40 +164,42 @@ def train(
     from dataclasses import replace
 
     from angioseg.config import load_config
-    from angioseg.cta.intensity import IntensityConfig
     from angioseg.cta.training import CTATrainConfig, run_train
 
     cfg = load_config(CTATrainConfig, config) if config else CTATrainConfig()
+    given: dict[str, Any] = {
+        "dims": dims,
+        "sampling": "dbscan" if sampling == "centerline" else sampling,
+        "prior_dropout": prior_dropout,
+        "centerline_source": centerline_source,
+        "crop": crop,
+        "depth": crop_depth,
+        "eps": eps,
+        "closeness": closeness,
+        "width": width,
+        "epochs": epochs,
+        "max_steps": max_steps,
+        "samples_per_epoch": samples_per_epoch,
+        "batch_size": batch_size,
+        "lr": lr,
+        "patience": patience,
+        "val": val,
+        "min_size": min_size,
+        "seed": seed,
+        "precision": precision,
+    }
+    if centerline_channel is not None or channel_kind is not None:
+        on = centerline_channel if centerline_channel is not None else cfg.channel != "none"
+        given["channel"] = (
+            (channel_kind or (cfg.channel if cfg.channel != "none" else "binary")) if on else "none"
+        )
+    intensity: dict[str, Any] = {"normalise": normalise, "hu_min": hu_min, "hu_max": hu_max}
     cfg = replace(
         cfg,
         data=str(data),
         out=str(out),
-        dims=dims,
-        sampling="dbscan" if sampling == "centerline" else sampling,
-        channel=channel_kind if centerline_channel else "none",
-        prior_dropout=prior_dropout,
-        centerline_source=centerline_source,
-        crop=crop,
-        depth=crop_depth,
-        eps=eps,
-        closeness=closeness,
-        width=width,
-        epochs=epochs,
-        max_steps=max_steps,
-        samples_per_epoch=samples_per_epoch,
-        batch_size=batch_size,
-        lr=lr,
-        patience=patience,
-        val=val,
-        min_size=min_size,
-        seed=seed,
-        precision=precision,
-        intensity=replace(
-            cfg.intensity if isinstance(cfg.intensity, IntensityConfig) else IntensityConfig(),
-            normalise=normalise,
-            hu_min=hu_min,
-            hu_max=hu_max,
-        ),
+        **{k: v for k, v in given.items() if v is not None},
+        intensity=replace(cfg.intensity, **{k: v for k, v in intensity.items() if v is not None}),
     )
     res = run_train(cfg, resume=resume, announce=lambda s: console.print(s))
     out_console.print(

@@ -28,7 +28,7 @@ import torch
 from torch.utils.data import DataLoader, RandomSampler
 
 from angioseg.config import load_config, save_config
-from angioseg.cta.dataset import Case, PatchDataset, find_cases, load_case
+from angioseg.cta.dataset import CENTERLINE_SOURCES, Case, PatchDataset, find_cases, load_case
 from angioseg.cta.intensity import IntensityConfig
 from angioseg.cta.losses import SEED_DICE_WEIGHT, SEED_FOCAL_WEIGHT, seed_class_weights
 from angioseg.cta.module import CTAModule
@@ -91,6 +91,10 @@ class CTATrainConfig:
             raise AngiosegError(f"--channel-kind must be binary or bright, got {self.channel!r}")
         if self.class_weights not in ("seed", "none"):
             raise AngiosegError(f"class_weights must be 'seed' or 'none', got {self.class_weights!r}")
+        if self.centerline_source not in CENTERLINE_SOURCES:
+            raise AngiosegError(
+                f"--centerline-source must be one of {CENTERLINE_SOURCES}, got {self.centerline_source!r}"
+            )
         if not 0 <= self.prior_dropout < 1:
             raise AngiosegError(f"--prior-dropout must be in [0, 1), got {self.prior_dropout}")
 
