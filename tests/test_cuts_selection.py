@@ -1,0 +1,78 @@
+"""Label-free vessel-cluster selection, the oracle hint, and the baselines."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from angioseg.unsupervised.baselines import fill_outside, frangi_otsu, intensity_kmeans, vesselness
+from angioseg.unsupervised.selection import (
+    cluster_table,
+    label_free_mask,
+    oracle_hint,
+    select_vessel_clusters,
+)
+
+
+def _tube_image(size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """A bright background with a dark horizontal bar 4 px wide and a dark flat blob (not tubular)."""
+    img = np.full((size, size), 200.0)
+    bar = np.zeros((size, size), bool)
+    bar[20:24, 6:58] = True
+    img[bar] = 90.0
+    img[40:60, 40:60] = 120.0  # dark, but a blob
+    return img, bar
+
+
+def test_selection_prefers_dark_tubular_clusters_over_dark_blobs() -> None:
+    img, bar = _tube_image()
+    labels = np.zeros(img.shape, np.int64)
+    labels[bar] = 1
+    labels[40:60, 40:60] = 2
+    vess = vesselness(img)
+    ids, sizes, mi, mv = cluster_table(labels, img, vess)
+    assert ids.tolist() == [0, 1, 2] and sizes.tolist() == [64 * 64 - 208 - 400, 208, 400]
+    assert mv[1] > mv[2] and mi[1] < mi[0]
+    assert select_vessel_clusters(labels, img, vess).tolist() == [1]
+    assert np.array_equal(label_free_mask(labels, img, vess), bar)
+
+
+def test_selection_never_takes_bright_clusters_and_respects_the_roi() -> None:
+    img, bar = _tube_image()
+    labels = np.zeros(img.shape, np.int64)
+    labels[bar] = 1
+    roi = np.ones(img.shape, bool)
+    roi[:, :30] = False
+    mask = label_free_mask(labels, img, vesselness(img), roi)
+    assert np.array_equal(mask, bar & roi)
+
+
+def test_oracle_hint_takes_the_majority_cluster_under_the_truth() -> None:
+    labels = np.array([[0, 0, 1, 1], [2, 2, 1, 1]])
+    truth = np.array([[0, 1, 1, 1], [0, 0, 1, 0]], bool)
+    assert oracle_hint(labels, truth).tolist() == (labels == 1).tolist()
+    assert not oracle_hint(labels, np.zeros_like(truth)).any()
+
+
+def test_frangi_otsu_finds_the_bar() -> None:
+    img, bar = _tube_image()
+    mask = frangi_otsu(img)
+    assert (mask & bar).sum() / bar.sum() > 0.95
+    assert not mask[45:55, 45:55].any()  # the inside of the flat dark blob is not a vessel
+
+
+def test_intensity_kmeans_orders_clusters_dark_to_bright() -> None:
+    img, bar = _tube_image()
+    labels = intensity_kmeans(img, k=3)
+    assert np.array_equal(labels == 0, bar) and np.array_equal(labels == 2, img == 200)
+    roi = np.zeros(img.shape, bool)
+    roi[:32] = True
+    assert (intensity_kmeans(img, roi, k=2)[~roi] == -1).all()
+
+
+def test_fill_outside_copies_the_nearest_roi_pixel() -> None:
+    img = np.arange(25, dtype=float).reshape(5, 5)
+    roi = np.zeros((5, 5), bool)
+    roi[1:4, 1:4] = True
+    out = fill_outside(img, roi)
+    assert np.array_equal(out[roi], img[roi])
+    assert out[0, 2] == img[1, 2] and out[4, 4] == img[3, 3]

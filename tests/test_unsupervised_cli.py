@@ -1,0 +1,70 @@
+"""``angioseg unsupervised fit | segment | evaluate`` end to end on tiny synthetic angiograms."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.conftest import run_cli
+
+from angioseg.data.io import read_mask
+
+
+@pytest.fixture(scope="module")
+def cuts_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A CUTS encoder trained for a few epochs on the 24 synthetic 96 x 96 angiograms (no mask is read)."""
+    out = tmp_path_factory.mktemp("cuts") / "run"
+    code = run_cli(
+        ["unsupervised", "fit", "--data", synth_dir, "--out", out, "--epochs", 4, "--crop", 48,
+         "--batch-size", 8, "--seed", 0]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_fit_writes_a_cuts_checkpoint(cuts_run: Path) -> None:
+    meta = json.loads((cuts_run / "model.json").read_text())
+    assert meta["task"] == "unsupervised" and meta["method"] == "cuts"
+    assert meta["model"]["num_kernels"] == 16 and meta["loss"]["lam"] == 0.01
+    splits = json.loads((cuts_run / "splits.json").read_text())
+    assert len(splits["train"]) + len(splits["val"]) == 24 and not set(splits["train"]) & set(splits["val"])
+    assert (cuts_run / "checkpoints" / "last.ckpt").exists()
+    assert run_cli(["unsupervised", "fit", "--data", cuts_run, "--out", cuts_run]) == 2  # run exists
+
+
+def test_segment_and_evaluate(cuts_run: Path, synth_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "seg"
+    images = sorted((synth_dir / "images").iterdir())[:2]
+    assert (
+        run_cli(["unsupervised", "segment", *images, "--model", cuts_run, "--out", out, "--landmarks", 200])
+        == 0
+    )
+    name = images[0].stem
+    with np.load(out / "labels" / f"{name}.npz") as npz:
+        assert npz["kmeans"].shape == (96, 96) and npz["persistent"].shape == (96, 96)
+        assert npz["levels"].ndim == 3 and npz["levels"].shape[1:] == (96, 96)
+        assert len(npz["granularities"]) == len(npz["levels"])
+        assert np.unique(npz["kmeans"]).size == 10
+    assert read_mask(out / "masks" / f"{name}.png").shape == (96, 96)
+    for sub in ("baselines/frangi_otsu", "baselines/kmeans_intensity", "figures"):
+        assert (out / sub / f"{name}.png").exists()
+    assert (out / "labels" / name / "persistent.png").exists()
+    rep = tmp_path / "report"
+    assert run_cli(["unsupervised", "evaluate", "--seg", out, "--truth", synth_dir, "--out", rep]) == 0
+    summary = json.loads((rep / "summary.json").read_text())
+    assert summary["cuts"]["selection"] == "label-free" and summary["cuts"]["n"] == 2
+    assert summary["oracle_cuts_best_level"]["selection"].startswith("ORACLE")
+    # Resuming skips finished images.
+    assert run_cli(["unsupervised", "segment", images[0], "--model", cuts_run, "--out", out]) == 0
+
+
+def test_bad_inputs_are_one_line_errors(cuts_run: Path, synth_dir: Path, tmp_path: Path) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png")
+    good = sorted((synth_dir / "images").iterdir())[0]
+    code = run_cli(["unsupervised", "segment", good, bad, "--model", cuts_run, "--out", tmp_path / "o",
+                    "--landmarks", 100, "--no-figure", "--no-baselines"])  # fmt: skip
+    assert code == 1 and (tmp_path / "o" / "masks" / f"{good.stem}.png").exists()
+    assert run_cli(["unsupervised", "segment", good, "--model", tmp_path, "--out", tmp_path / "p"]) == 2
