@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.conftest import run_cli
 
 from angioseg.data.io import read_mask
+from tests.conftest import run_cli
 
 
 @pytest.fixture(scope="module")
