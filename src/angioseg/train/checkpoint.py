@@ -126,16 +126,26 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> tu
 
 @dataclass
 class TransferReport:
+    """What :func:`load_pretrained` copied: ``tensors`` state-dict entries holding ``parameters``
+    learnable values (of ``model_parameters`` in the receiving network) and ``buffers`` BatchNorm
+    statistics, from a ``method`` checkpoint at ``source``."""
+
     method: str
     transfer: str
     tensors: int
     parameters: int
     skipped: list[str]
+    buffers: int = 0
+    model_parameters: int = 0
+    source: str = ""
 
     def __str__(self) -> str:
+        share = f" of {self.model_parameters:,}" if self.model_parameters else ""
+        where = f" {self.source}" if self.source else ""
         return (
-            f"loaded {self.tensors} tensors ({self.parameters:,} values) of the {self.transfer} "
-            f"from a {self.method!r} pretraining checkpoint"
+            f"loaded {self.tensors} tensors of the {self.transfer} from the {self.method!r} pretraining "
+            f"checkpoint{where}: {self.parameters:,}{share} parameters + {self.buffers:,} BatchNorm "
+            "statistics (the 1x1 head starts from scratch)"
         )
 
 
@@ -181,9 +191,11 @@ def load_pretrained(model: nn.Module, path: str | Path, transfer: str = "auto") 
         raise CheckpointError(f"{path}: pretrained weights do not fit this UNet{hint}: {detail}")
     model.load_state_dict(selected, strict=False)
     skipped = sorted(k for k in state if k not in selected)
-    return TransferReport(
-        method, transfer, len(selected), int(sum(v.numel() for v in selected.values())), skipped
-    )
+    learnable = dict(model.named_parameters())
+    n_params = int(sum(v.numel() for k, v in selected.items() if k in learnable))
+    n_buffers = int(sum(v.numel() for k, v in selected.items() if k not in learnable))
+    total = int(sum(p.numel() for p in learnable.values()))
+    return TransferReport(method, transfer, len(selected), n_params, skipped, n_buffers, total, str(path))
 
 
 def segmentation_meta(model: UNet, preprocess: dict[str, Any], **extra: Any) -> dict[str, Any]:

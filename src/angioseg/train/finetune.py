@@ -328,7 +328,15 @@ def run_finetune(
 
         method = str(read_checkpoint(cfg.pretrained)[1].get("method", "unknown"))
     save_run_model(
-        run_dir, model, cfg.preprocess.to_dict(), method=method, best_epoch=best_epoch, lr=lr, batch_size=bs
+        run_dir,
+        model,
+        cfg.preprocess.to_dict(),
+        method=method,
+        pretrained=cfg.pretrained,
+        transfer=transfer,
+        best_epoch=best_epoch,
+        lr=lr,
+        batch_size=bs,
     )
     summary = evaluate_split(model, cfg, labeled, splits["test"], run_dir / "test")
     summary.update(train_seconds=train_seconds, best_epoch=best_epoch)
