@@ -184,10 +184,13 @@ def tile_reconstructions(grids: Sequence[tuple[str, Path]], path: Path) -> Path 
     plt = _pyplot()
     imgs = [plt.imread(str(p)) for _, p in grids]
     h = max(im.shape[0] / im.shape[1] for im in imgs)
-    fig, axes = plt.subplots(1, len(grids), figsize=(3.6 * len(grids), 3.6 * h + 0.4), squeeze=False)
-    for ax, (m, _), im in zip(axes[0], grids, imgs, strict=True):
-        ax.imshow(im)
-        ax.set_title(m, fontsize=10)
+    ncol = min(2, len(grids))
+    nrow = -(-len(grids) // ncol)
+    fig, axes = plt.subplots(nrow, ncol, figsize=(5.5 * ncol, (5.5 * h + 0.4) * nrow), squeeze=False)
+    for ax in axes.flat:
         ax.axis("off")
+    for ax, (m, _), im in zip(axes.flat, grids, imgs, strict=False):
+        ax.imshow(im)
+        ax.set_title(m, fontsize=11)
     fig.tight_layout()
     return _save(fig, path, dpi=150)
