@@ -308,3 +308,29 @@ def test_cli_usage_errors(tmp_path: Path) -> None:
     assert run_cli(["experiment", tmp_path / "nope.yaml", "--out", tmp_path / "o"]) == 2
     assert run_cli(["experiment", "--out", tmp_path / "o"]) == 2
     assert run_cli(["experiment", "--out", tmp_path / "o", "--resume"]) == 2
+
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=lambda p: p.name)
+def test_shipped_configs_are_valid(path: Path) -> None:
+    cfg = load_experiment(path)
+    assert cfg.name == path.stem and cfg.budget_list() and set(cfg.methods) >= {"none", "cmunet"}
+
+
+def test_xca_cpu_grid_on_the_real_data(tmp_path: Path) -> None:
+    from tests.conftest import SHARED_DATA, shared_data
+
+    shared_data("xca_cimat40")
+    cfg = resolve_paths(
+        load_experiment(EXPERIMENTS[0].with_name("xca_cpu.yaml")), base=SHARED_DATA.parents[1] / "x"
+    )
+    from angioseg.experiment.runner import plan_study
+
+    plan = plan_study(cfg, tmp_path)
+    assert len(plan.cells) == 36 and list(plan.pretrain_runs) == ["cmunet", "mae", "genesis", "spark", "moco"]
+    assert {len(c.splits["test"]) for c in plan.cells} == {8} and {
+        len(c.splits["val"]) for c in plan.cells
+    } == {4}
+    assert sorted({c.n_labeled for c in plan.cells}) == [2, 7, 28]
