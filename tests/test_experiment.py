@@ -198,13 +198,18 @@ def test_document_renders_markdown_and_self_contained_html(tmp_path: Path) -> No
 
     write_png(tmp_path / "figures" / "f.png", __import__("numpy").eye(4, dtype=bool))
     doc = Document("T <1>")
-    doc.para("a `code|x` and **bold** <b>")
+    doc.para("a `code|x` and **bold** <b> *it*")
     doc.table(["m", "v|w"], [["a", "1"]])
     doc.image(tmp_path / "figures" / "f.png", "cap")
     md = to_markdown(doc, tmp_path)
     assert "![cap](figures/f.png)" in md and "| m | v\\|w |" in md
     page = to_html(doc)
-    assert "<code>code|x</code>" in page and "<strong>bold</strong>" in page and "&lt;b&gt;" in page
+    assert (
+        "<code>code|x</code>" in page
+        and "<strong>bold</strong>" in page
+        and "&lt;b&gt;" in page
+        and "<em>it</em>" in page
+    )
     assert 'src="data:image/png;base64,' in page and "figures/f.png" not in page
 
 

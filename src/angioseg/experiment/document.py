@@ -1,7 +1,7 @@
 """A tiny document model rendered twice: Markdown (images linked) and self-contained HTML (images embedded).
 
 Blocks are headings, paragraphs, tables, images and code. Inline markup in text is limited to
-```code``` and ``**bold**``, which both renderers understand.
+```code```, ``**bold**`` and ``*italics*``, which both renderers understand.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-_INLINE = re.compile(r"(`[^`]+`|\*\*[^*]+\*\*)")
+_INLINE = re.compile(r"(`[^`]+`|\*\*[^*]+\*\*|\*[^*\s][^*]*\*)")
 
 
 @dataclass
@@ -75,6 +75,8 @@ def _inline_html(text: str) -> str:
             parts.append(f"<code>{html.escape(piece[1:-1])}</code>")
         elif piece.startswith("**") and piece.endswith("**") and len(piece) > 3:
             parts.append(f"<strong>{html.escape(piece[2:-2])}</strong>")
+        elif piece.startswith("*") and piece.endswith("*") and len(piece) > 2:
+            parts.append(f"<em>{html.escape(piece[1:-1])}</em>")
         else:
             parts.append(html.escape(piece))
     return "".join(parts)

@@ -44,7 +44,9 @@ TABLE_METRICS = (("dice", 3), ("cldice", 3), ("iou", 3), ("mhd", 2), ("hd95", 2)
 
 def fmt(values: Sequence[Any], digits: int = 3) -> str:
     mean, sd, n = mean_sd(values)
-    return "–" if not n else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    if not n:
+        return "–"
+    return f"{mean:.{digits}f}" if n == 1 else f"{mean:.{digits}f} ± {sd:.{digits}f}"
 
 
 def budget_title(rows: Sequence[dict[str, Any]], budget: str) -> str:
