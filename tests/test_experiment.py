@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -277,6 +278,9 @@ def test_experiment_end_to_end_writes_every_file(study: tuple[Path, Path, int]) 
     ):
         assert text in md
     page = (out / "report.html").read_text()
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out / "report.html").stat().st_mode & 0o777 == 0o666 & ~umask  # not private like mkstemp's
     assert page.count('src="data:image/png;base64,') == 4 and "<table>" in page
     assert json.loads((out / "runs.json").read_text())[0]["ran"] == 12
 

@@ -193,4 +193,4 @@ def tile_reconstructions(grids: Sequence[tuple[str, Path]], path: Path) -> Path 
         ax.imshow(im)
         ax.set_title(m, fontsize=11)
     fig.tight_layout()
-    return _save(fig, path, dpi=150)
+    return _save(fig, path, dpi=100)
