@@ -29,6 +29,7 @@ from angioseg.config import from_dict, to_dict
 from angioseg.data.datasets import Sample, load_dataset
 from angioseg.errors import AngiosegError, DataError
 from angioseg.experiment.config import (
+    SPLIT,
     ExperimentConfig,
     check_same_study,
     load_experiment,
@@ -72,7 +73,7 @@ def open_study(cfg: ExperimentConfig, out: Path, resume: bool) -> ExperimentConf
         check_same_study(load_experiment(saved_path), cfg, str(saved_path))
     if not Path(cfg.labeled_data).is_dir():
         raise DataError(cfg.labeled_data, "labeled dataset folder does not exist")
-    if Path(cfg.pretrain_data).resolve() == Path(cfg.labeled_data).resolve():
+    if cfg.pretrain_data != SPLIT and Path(cfg.pretrain_data).resolve() == Path(cfg.labeled_data).resolve():
         raise AngiosegError(
             f"{cfg.pretrain_data}: pretraining on the labeled dataset itself would pretrain on its test "
             "images; use pretrain_data: split (each split's own pretraining pool)"
@@ -140,7 +141,8 @@ def run_cell(
     announce: Announce | None,
 ) -> dict[str, Any]:
     """Fine-tune and test one cell (resuming an interrupted one); return its ``cell.json`` record."""
-    resume = (cell.run_dir / "config.yaml").exists()
+    # an interrupted cell continues; a failed one (it has a record) starts again
+    resume = (cell.run_dir / "config.yaml").exists() and not (cell.run_dir / "cell.json").exists()
     if not resume:
         if cell.run_dir.exists():  # left-overs of a failed or barely started cell
             shutil.rmtree(cell.run_dir)
