@@ -69,9 +69,10 @@ def save_config(path: str | Path, cfg: Any) -> None:
     write_yaml(path, to_dict(cfg))
 
 
-def load_config(cls: type[T], path: str | Path) -> T:
+def read_config_dict(path: str | Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML config file; :class:`AngiosegError` naming the file otherwise."""
     p = Path(path)
-    if not p.exists():
+    if not p.is_file():
         raise AngiosegError(f"{p}: config file does not exist")
     try:
         data = read_yaml(p)
@@ -79,4 +80,8 @@ def load_config(cls: type[T], path: str | Path) -> T:
         raise AngiosegError(f"{p}: not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise AngiosegError(f"{p}: expected a mapping of options at the top level")
-    return from_dict(cls, data, str(p))
+    return data
+
+
+def load_config(cls: type[T], path: str | Path) -> T:
+    return from_dict(cls, read_config_dict(path), str(path))

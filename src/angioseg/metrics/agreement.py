@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -28,18 +29,12 @@ def bland_altman(pred: Sequence[float] | np.ndarray, truth: Sequence[float] | np
     return {"ba_bias": bias, "ba_loa_low": bias - 1.96 * sd, "ba_loa_high": bias + 1.96 * sd}
 
 
-def plot_bland_altman(pred: Sequence[float], truth: Sequence[float], path: str, title: str = "") -> None:
-    """Bland–Altman plot (mean of the two vs difference) with bias and limits, written atomically."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from angioseg.utils import atomic_path
-
+def draw_bland_altman(
+    ax: Any, pred: Sequence[float] | np.ndarray, truth: Sequence[float] | np.ndarray, title: str = ""
+) -> dict[str, float]:
+    """Draw a Bland–Altman plot (mean of the two vs difference, bias and limits) into matplotlib ``ax``."""
     p, t = np.asarray(pred, float), np.asarray(truth, float)
     ba = bland_altman(p, t)
-    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
     ax.scatter((p + t) / 2, p - t, s=16, alpha=0.8)
     for key, style in (("ba_bias", "-"), ("ba_loa_low", "--"), ("ba_loa_high", "--")):
         if np.isfinite(ba[key]):
@@ -48,6 +43,20 @@ def plot_bland_altman(pred: Sequence[float], truth: Sequence[float], path: str, 
     ax.set_xlabel("mean diameter of prediction and truth (px)")
     ax.set_ylabel("prediction − truth (px)")
     ax.set_title(title or "Bland–Altman: vessel diameter")
+    return ba
+
+
+def plot_bland_altman(pred: Sequence[float], truth: Sequence[float], path: str, title: str = "") -> None:
+    """Bland–Altman plot (:func:`draw_bland_altman`) as a PNG file, written atomically."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from angioseg.utils import atomic_path
+
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=120)
+    draw_bland_altman(ax, pred, truth, title)
     fig.tight_layout()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png")
