@@ -66,7 +66,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     log = out / "commands.log"
     times_path = out / "times.json"
-    times: dict[str, float] = json.loads(times_path.read_text()) if times_path.exists() else {}
+    times: dict[str, float] = (
+        json.loads(times_path.read_text(encoding="utf-8")) if times_path.exists() else {}
+    )
 
     def step(key: str, done: Path, cmd: list[str]) -> None:
         if done.exists():
@@ -156,9 +158,9 @@ def main() -> None:
                             str(ev_dir),
                         ],
                     )
-                    summary = json.loads((ev_dir / "summary.json").read_text())
-                    train_summary = json.loads((run_dir / "train_summary.json").read_text())
-                    patches = json.loads((run_dir / "patches.json").read_text())
+                    summary = json.loads((ev_dir / "summary.json").read_text(encoding="utf-8"))
+                    train_summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
+                    patches = json.loads((run_dir / "patches.json").read_text(encoding="utf-8"))
                     rows.append(
                         {
                             "config": name,

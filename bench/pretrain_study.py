@@ -45,7 +45,7 @@ def pretrain(args: argparse.Namespace, method: str) -> dict[str, Any]:
     run = args.out / "pretrain" / method
     record = run / "study.json"
     if record.exists():
-        return dict(json.loads(record.read_text()))
+        return dict(json.loads(record.read_text(encoding="utf-8")))
     lr = args.adam_lr if method in ("cmunet", "spark") else None
     cfg = PretrainConfig(
         method=method,
@@ -85,7 +85,7 @@ def finetune(args: argparse.Namespace, condition: str, seed: int) -> dict[str, A
     run = args.out / "finetune" / condition / f"seed{seed}"
     done = run / "test" / "summary.json"
     if done.exists() and (run / "study.json").exists():
-        return dict(json.loads((run / "study.json").read_text()))
+        return dict(json.loads((run / "study.json").read_text(encoding="utf-8")))
     if run.exists():  # an interrupted fine-tune: start it again (short, and keeps splits identical)
         shutil.rmtree(run)
     cfg = FinetuneConfig(

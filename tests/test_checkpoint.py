@@ -40,7 +40,7 @@ def test_foreign_and_broken_checkpoints(tmp_path: Path) -> None:
 
 def test_weights_not_matching_config(tmp_path: Path) -> None:
     save_run_model(tmp_path, UNet(width=4), {})
-    meta = json.loads((tmp_path / "model.json").read_text())
+    meta = json.loads((tmp_path / "model.json").read_text(encoding="utf-8"))
     meta["model"]["width"] = 8
     (tmp_path / "model.json").write_text(json.dumps(meta))
     with pytest.raises(CheckpointError, match="do not match the model config"):

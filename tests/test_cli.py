@@ -37,11 +37,11 @@ def test_finetune_writes_a_complete_run(trained: Path) -> None:
         "test/summary.json",
     ):
         assert (trained / f).exists(), f
-    splits = json.loads((trained / "splits.json").read_text())
+    splits = json.loads((trained / "splits.json").read_text(encoding="utf-8"))
     assert len(splits["finetune"]) == 4 and not set(splits["test"]) & set(splits["val"] + splits["finetune"])
-    summary = json.loads((trained / "test" / "summary.json").read_text())
+    summary = json.loads((trained / "test" / "summary.json").read_text(encoding="utf-8"))
     assert summary["n"] == len(splits["test"]) and 0 <= summary["dice"] <= 1
-    header = (trained / "test" / "metrics.csv").read_text().splitlines()[0]
+    header = (trained / "test" / "metrics.csv").read_text(encoding="utf-8").splitlines()[0]
     assert header == "name,dice,iou,cldice,mhd,hd,hd95,add,diam_pred,diam_true,precision,recall,accuracy"
     assert {"pcc", "pcc_p", "ba_bias", "ba_loa_low", "ba_loa_high", "n"} <= set(summary)
 
@@ -51,16 +51,16 @@ def test_existing_run_needs_resume_and_resume_continues(
 ) -> None:
     assert run_cli(["finetune", "--data", synth_dir, "--out", trained, "--labeled", "4", *TINY]) == 2
     assert "use --resume" in capsys.readouterr().err
-    before = json.loads((trained / "splits.json").read_text())
+    before = json.loads((trained / "splits.json").read_text(encoding="utf-8"))
     # Resume with a larger epoch budget: training continues from last.ckpt (epochs 2 and 3).
-    cfg = (trained / "config.yaml").read_text().replace("epochs: 2", "epochs: 4")
+    cfg = (trained / "config.yaml").read_text(encoding="utf-8").replace("epochs: 2", "epochs: 4")
     (trained / "config.yaml").write_text(cfg)
     assert run_cli(["finetune", "--data", synth_dir, "--out", trained, "--resume", *TINY]) == 0
     first = list(csv.DictReader(open(trained / "logs" / "version_0" / "metrics.csv")))
     resumed = list(csv.DictReader(open(trained / "logs" / "version_1" / "metrics.csv")))
     assert {int(r["epoch"]) for r in first} == {0, 1}
     assert {2, 3} <= {int(r["epoch"]) for r in resumed} and min(int(r["step"]) for r in resumed) >= 3
-    assert json.loads((trained / "splits.json").read_text()) == before
+    assert json.loads((trained / "splits.json").read_text(encoding="utf-8")) == before
 
 
 def test_finetune_bad_inputs(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -162,7 +162,7 @@ def test_evaluate_pairs_by_name(tmp_path: Path) -> None:
     assert run_cli(["evaluate", "--pred", pred, "--truth", truth, "--out", out]) == 0
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert [r["name"] for r in rows] == ["im0", "im1", "im2"] and float(rows[0]["dice"]) == 1
-    s = json.loads((out / "summary.json").read_text())
+    s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert s["n"] == 3 and (out / "bland_altman.png").stat().st_size > 1000
 
 
@@ -191,7 +191,7 @@ def test_kfold_search_trains_a_fresh_model_per_fold(tmp_path: Path, synth_dir: P
         preprocess=PreprocessConfig(image_size=64),
     )
     res = run_finetune(cfg, progress=False, announce=None)
-    kf = json.loads((tmp_path / "kf" / "kfold.json").read_text())
+    kf = json.loads((tmp_path / "kf" / "kfold.json").read_text(encoding="utf-8"))
     assert kf["folds"] == 2 and len(kf["results"]) == 2 and all(len(r["folds"]) == 2 for r in kf["results"])
     assert kf["chosen"]["lr"] in (1e-3, 1e-2) and res.summary["n"] == len(res.splits["test"])
 

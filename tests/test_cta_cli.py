@@ -27,9 +27,9 @@ def test_train_3d_with_channel_then_segment_and_evaluate(phantoms: Path, tmp_pat
     run = tmp_path / "run3d"
     args = ["cta", "train", "--data", phantoms, "--out", run, "--dims", "3", "--centerline-channel", *TINY]
     assert run_cli([*args, "--max-steps", "3", "--min-size", "5", "--precision", "fp32"]) == 0
-    meta = json.loads((run / "model.json").read_text())
+    meta = json.loads((run / "model.json").read_text(encoding="utf-8"))
     assert meta["model"]["in_channels"] == 2 and meta["cta"]["channel"] == "binary"
-    assert json.loads((run / "train_summary.json").read_text())["steps"] == 3
+    assert json.loads((run / "train_summary.json").read_text(encoding="utf-8"))["steps"] == 3
     assert run_cli(args) == 2  # the run folder exists: a clear error, not an overwrite
 
     seg = tmp_path / "seg"
@@ -44,11 +44,13 @@ def test_train_3d_with_channel_then_segment_and_evaluate(phantoms: Path, tmp_pat
 
     ev = tmp_path / "eval"
     assert run_cli(["cta", "evaluate", "--pred", seg, "--truth", phantoms, "--out", ev]) == 0
-    summary = json.loads((ev / "summary.json").read_text())
+    summary = json.loads((ev / "summary.json").read_text(encoding="utf-8"))
     assert summary["n"] == 3
     assert 0.0 <= summary["dice"] <= 1.0 and summary["hd95"] >= 0.0
     assert (
-        (ev / "metrics.csv").read_text().startswith("name,dice,precision,recall,accuracy,hd95,msd,hd,cldice")
+        (ev / "metrics.csv")
+        .read_text(encoding="utf-8")
+        .startswith("name,dice,precision,recall,accuracy,hd95,msd,hd,cldice")
     )
 
 
@@ -56,11 +58,11 @@ def test_train_2d_grid_and_resume(phantoms: Path, tmp_path: Path) -> None:
     run = tmp_path / "run2d"
     args = ["cta", "train", "--data", phantoms, "--out", run, "--dims", "2", "--sampling", "grid", *TINY]
     assert run_cli([*args, "--max-steps", "2", "--epochs", "1"]) == 0
-    assert json.loads((run / "model.json").read_text())["model"]["spatial_dims"] == 2
+    assert json.loads((run / "model.json").read_text(encoding="utf-8"))["model"]["spatial_dims"] == 2
     assert (run / "checkpoints" / "last.ckpt").exists()
     # --resume continues from last.ckpt with the run's own config.yaml (here: already finished at 2 steps)
     assert run_cli([*args, "--resume"]) == 0
-    assert json.loads((run / "train_summary.json").read_text())["steps"] == 2
+    assert json.loads((run / "train_summary.json").read_text(encoding="utf-8"))["steps"] == 2
 
 
 def test_bad_dataset_is_a_one_line_error(tmp_path: Path) -> None:

@@ -269,7 +269,7 @@ def test_experiment_end_to_end_writes_every_file(study: tuple[Path, Path, int]) 
     for fig in ("fig3_dice_vs_labels", "fig4_diameters", "fig5_examples", "fig6_reconstructions"):
         with Image.open(out / "figures" / f"{fig}.png") as im:
             assert im.format == "PNG" and min(im.size) > 100
-    md = (out / "report.md").read_text()
+    md = (out / "report.md").read_text(encoding="utf-8")
     for text in (
         "Table I analogue: 2 labeled images",
         "figures/fig3_dice_vs_labels.png",
@@ -277,12 +277,12 @@ def test_experiment_end_to_end_writes_every_file(study: tuple[Path, Path, int]) 
         "## Failed cells",
     ):
         assert text in md
-    page = (out / "report.html").read_text()
+    page = (out / "report.html").read_text(encoding="utf-8")
     umask = os.umask(0)
     os.umask(umask)
     assert (out / "report.html").stat().st_mode & 0o777 == 0o666 & ~umask  # not private like mkstemp's
     assert page.count('src="data:image/png;base64,') == 4 and "<table>" in page
-    assert json.loads((out / "runs.json").read_text())[0]["ran"] == 12
+    assert json.loads((out / "runs.json").read_text(encoding="utf-8"))[0]["ran"] == 12
 
 
 def test_failed_cells_are_recorded_and_the_rest_go_on(study: tuple[Path, Path, int]) -> None:
@@ -305,11 +305,11 @@ def test_resume_skips_finished_and_continues_interrupted_cells(study: tuple[Path
     interrupted = out / "cells" / "mae" / "n3" / "seed1"
     (interrupted / "cell.json").unlink()  # as if stopped after its last checkpoint
     assert run_cli(["experiment", cfg, "--out", out, "--resume", "--no-progress"]) == 1
-    runs = json.loads((out / "runs.json").read_text())
+    runs = json.loads((out / "runs.json").read_text(encoding="utf-8"))
     # the interrupted cell and the 4 failed ones ran again (genesis fails again), 7 were skipped
     assert (runs[-1]["ran"], runs[-1]["skipped"], runs[-1]["failed"]) == (5, 7, 4)
     assert (out / "cells" / "none" / "n2" / "seed0" / "model.safetensors").stat().st_mtime_ns == before
-    assert json.loads((interrupted / "cell.json").read_text())["status"] == "ok"
+    assert json.loads((interrupted / "cell.json").read_text(encoding="utf-8"))["status"] == "ok"
     assert len(list((interrupted / "logs").iterdir())) == 2  # continued (a second log version), not restarted
 
 

@@ -25,10 +25,10 @@ def test_pretrain_finetune_round_trip(synth_dir: Path, tmp_path: Path) -> None:
     run = tmp_path / "pre"
     args = ["pretrain", "--method", "cmunet", "--data", synth_dir, "--out", run, "--epochs", "1"]
     assert run_cli([*args, *TINY, "--limit", "4", "--show-reconstructions", "2"]) == 0
-    meta = json.loads((run / "model.json").read_text())
+    meta = json.loads((run / "model.json").read_text(encoding="utf-8"))
     assert meta["task"] == "pretrain" and meta["method"] == "cmunet" and meta["steps"] == 1
     assert (run / "reconstructions.png").stat().st_size > 1000
-    assert json.loads((run / "summary.json").read_text())["images"] == 4
+    assert json.loads((run / "summary.json").read_text(encoding="utf-8"))["images"] == 4
 
     ft = tmp_path / "ft"
     ft_args = ["finetune", "--data", synth_dir, "--out", ft, "--pretrained", run, "--labeled", "5"]
@@ -40,7 +40,7 @@ def test_pretrain_finetune_round_trip(synth_dir: Path, tmp_path: Path) -> None:
     named = dict(UNet(width=4).named_parameters())
     params = sum(p.numel() for name, p in named.items() if not name.startswith("head."))
     total = sum(p.numel() for p in named.values())  # the head (4 x 2 weights + 2 biases) is not loaded
-    transfer = json.loads((ft / "model.json").read_text())["transfer"]
+    transfer = json.loads((ft / "model.json").read_text(encoding="utf-8"))["transfer"]
     assert transfer.startswith(f"loaded {n} tensors of the encoder+decoder from the 'cmunet'")
     assert f"{params:,} of {total:,} parameters" in transfer and total - params == 10
 
@@ -55,8 +55,8 @@ def test_resume_continues_from_the_last_checkpoint(synth_dir: Path, tmp_path: Pa
     assert run_cli([*args, "--epochs", "1"]) == 0
     assert run_cli([*args, "--epochs", "1"]) == 2  # the run exists: refuse to overwrite
     assert run_cli(["pretrain", "--out", run, "--resume", "--epochs", "2"]) == 0
-    assert json.loads((run / "model.json").read_text())["steps"] == 2
-    assert yaml.safe_load((run / "config.yaml").read_text())["epochs"] == 2
+    assert json.loads((run / "model.json").read_text(encoding="utf-8"))["steps"] == 2
+    assert yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8"))["epochs"] == 2
     assert run_cli(["pretrain", "--out", tmp_path / "none", "--resume"]) == 2  # nothing to resume
 
 
@@ -70,9 +70,11 @@ def test_contrastive_run_skips_bad_files_and_has_no_decoder(synth_dir: Path, tmp
     assert (
         run_cli(["pretrain", "--method", "moco", "--data", data, "--out", run, "--epochs", "1", *TINY]) == 0
     )
-    summary = json.loads((run / "summary.json").read_text())
+    summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["images"] == 5 and len(summary["failed"]) == 1 and "broken.png" in summary["failed"][0][0]
-    assert json.loads((run / "method.json").read_text())["options"]["queue_size"] == 5  # clamped to the data
+    assert (
+        json.loads((run / "method.json").read_text(encoding="utf-8"))["options"]["queue_size"] == 5
+    )  # clamped to the data
     ft = ["finetune", "--data", synth_dir, "--out", tmp_path / "ft", "--pretrained", run, "--width", "4"]
     assert run_cli([*ft, "--transfer", "encoder+decoder"]) == 2
     assert run_cli(["reconstructions", run, "--data", data, "--out", tmp_path / "x.png"]) == 2

@@ -72,7 +72,7 @@ def test_arcade_syntax_and_stenosis(tmp_path: Path) -> None:
     r, c = np.mgrid[:16, :16]
     np.testing.assert_array_equal(png(out / "stenosis" / "val" / "masks" / "1.png") > 0, 4 * c + 5 * r < 15.5)
     assert not (out / "stenosis" / "val" / "segments").exists()
-    record = json.loads((out / RECORD).read_text())
+    record = json.loads((out / RECORD).read_text(encoding="utf-8"))
     assert record["complete"] and record["format"] == "arcade" and record["syntax_segments"]["25"] == "25"
     assert "26" not in record["syntax_segments"]
     # the output is a dataset the rest of angioseg reads
@@ -120,7 +120,7 @@ def test_arcade_bad_items_are_listed_and_the_rest_written(tmp_path: Path) -> Non
     assert "image listed in x.json is missing" in failed["syntax/split/3.png"]
     assert "even number (>= 6) of coordinates" in failed["syntax/split/4.png"]
     assert (tmp_path / "out" / "syntax" / "split" / "masks" / "1.png").exists()
-    assert not json.loads((tmp_path / "out" / RECORD).read_text())["complete"]
+    assert not json.loads((tmp_path / "out" / RECORD).read_text(encoding="utf-8"))["complete"]
 
 
 @pytest.mark.parametrize(
@@ -249,7 +249,7 @@ def test_xcad_folders_mirrored_labeled_test_set_renamed(tmp_path: Path) -> None:
     assert samples[0].name == "t1" and samples[0].mask is not None
     np.testing.assert_array_equal(samples[0].mask, disk() > 0)
     assert [s.mask for s in load_dataset(out / "train" / "trainA")] == [None]  # unlabeled, flat folder
-    assert json.loads((out / RECORD).read_text())["folders"]["test/masks"] == "test/gt"
+    assert json.loads((out / RECORD).read_text(encoding="utf-8"))["folders"]["test/masks"] == "test/gt"
 
 
 def test_xcad_colliding_folders_are_refused(tmp_path: Path) -> None:
@@ -267,7 +267,7 @@ def test_convert_from_zip_removes_the_unpacked_copy(tmp_path: Path) -> None:
     arc = zip_folder(tmp_path / "src" / "Database_134_Angiograms", tmp_path / "DB.zip")
     res = convert("dca1", arc, tmp_path / "out")
     assert res.written == 2 and not (tmp_path / "out" / RAW_DIR).exists()
-    assert json.loads((tmp_path / "out" / RECORD).read_text())["source"] == str(arc)
+    assert json.loads((tmp_path / "out" / RECORD).read_text(encoding="utf-8"))["source"] == str(arc)
 
 
 def test_convert_keeps_the_unpacked_copy_when_inputs_failed(tmp_path: Path) -> None:

@@ -158,10 +158,10 @@ def test_tar_gz_extracts_once(tmp_path: Path) -> None:
         info.size = 5
         tf.addfile(info, io.BytesIO(b"hello"))
     dest = extract(arc, tmp_path / "raw")
-    assert (dest / "top" / "a.txt").read_text() == "hello" and (dest / DONE_MARKER).exists()
+    assert (dest / "top" / "a.txt").read_text(encoding="utf-8") == "hello" and (dest / DONE_MARKER).exists()
     (dest / "top" / "a.txt").write_text("changed")
     extract(arc, tmp_path / "raw")  # complete: not redone
-    assert (dest / "top" / "a.txt").read_text() == "changed"
+    assert (dest / "top" / "a.txt").read_text(encoding="utf-8") == "changed"
 
 
 def test_unfinished_extraction_is_redone(tmp_path: Path) -> None:

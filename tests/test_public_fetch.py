@@ -48,7 +48,7 @@ def test_fetch_downloads_verifies_converts_and_is_not_repeated(server: FileServe
     assert run_cli(["data", "fetch", "dca1", "--out", out]) == 0
     assert sorted(p.name for p in (out / "images").iterdir()) == ["1.png", "2.png", "3.png"]
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["1.png", "2.png", "3.png"]
-    record = json.loads((out / "dataset.json").read_text())
+    record = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert record["dataset"] == "dca1" and record["complete"] and record["counts"] == {".": 3}
     source = record["sources"][0]
     assert source["verified"] and source["sha256"] == source["expected_sha256"]
@@ -81,7 +81,7 @@ def test_fetch_without_known_checksum_records_the_digest(
     out = tmp_path / "dca1"
     assert run_cli(["data", "fetch", "dca1", "--out", out]) == 0
     assert "no published checksum" in capsys.readouterr().err
-    source = json.loads((out / "dataset.json").read_text())["sources"][0]
+    source = json.loads((out / "dataset.json").read_text(encoding="utf-8"))["sources"][0]
     expected = hashlib.sha256(server.files["DB_Angiograms_134.zip"]).hexdigest()
     assert source["sha256"] == expected and source["verified"] is False and source["expected_sha256"] is None
 
@@ -90,7 +90,10 @@ def test_fetch_local_archive_checked_against_registry(
     server: FileServer, dca1_zip: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_cli(["data", "fetch", "dca1", "--archive", dca1_zip, "--out", tmp_path / "a"]) == 0
-    assert json.loads((tmp_path / "a" / "dataset.json").read_text())["sources"][0]["verified"] is True
+    assert (
+        json.loads((tmp_path / "a" / "dataset.json").read_text(encoding="utf-8"))["sources"][0]["verified"]
+        is True
+    )
     other = zip_folder(make_dca1(tmp_path / "other", n=1), tmp_path / "other.zip")
     assert run_cli(["data", "fetch", "dca1", "--archive", other, "--out", tmp_path / "b"]) == 2
     assert "use --no-verify" in capsys.readouterr().err
@@ -104,7 +107,7 @@ def test_fetch_drive_needs_an_archive(tmp_path: Path, capsys: pytest.CaptureFixt
     archive = zip_folder(make_drive(tmp_path / "src"), tmp_path / "DRIVE.zip")
     assert run_cli(["data", "fetch", "drive", "--archive", archive, "--out", tmp_path / "drive"]) == 0
     assert sorted(p.name for p in (tmp_path / "drive" / "train").iterdir()) == ["fov", "images", "masks"]
-    record = json.loads((tmp_path / "drive" / "dataset.json").read_text())
+    record = json.loads((tmp_path / "drive" / "dataset.json").read_text(encoding="utf-8"))
     assert record["sources"][0]["expected_sha256"] is None and record["channel"] == "green"
     # an already extracted folder works too (nothing to verify, nothing unpacked)
     capsys.readouterr()

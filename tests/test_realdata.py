@@ -23,9 +23,9 @@ def test_five_labels_beat_threshold_on_held_out_images(tmp_path: Path) -> None:
     run = tmp_path / "run"
     args = ["finetune", "--data", data, "--out", run, "--labeled", "5", "--width", "16", "--epochs", "20"]
     assert run_cli([*args, "--batch-size", "4", "--steps", "8", "--seed", "0"]) == 0
-    splits = json.loads((run / "splits.json").read_text())
+    splits = json.loads((run / "splits.json").read_text(encoding="utf-8"))
     assert len(splits["test"]) == 8 and len(splits["finetune"]) == 5
-    summary = json.loads((run / "test" / "summary.json").read_text())
+    summary = json.loads((run / "test" / "summary.json").read_text(encoding="utf-8"))
     assert summary["n"] == 8
     assert summary["dice"] > 0.40, summary
     assert summary["cldice"] > 0.40, summary

@@ -40,4 +40,4 @@ def test_written_once_and_reused(tmp_path) -> None:  # type: ignore[no-untyped-d
     p = tmp_path / "splits.json"
     s1 = load_or_make_splits(p, NAMES, SplitSpec(labeled=5, seed=1))
     s2 = load_or_make_splits(p, NAMES, SplitSpec(labeled=9, seed=7))  # spec ignored on reuse
-    assert s1 == s2 and json.loads(p.read_text())["counts"]["finetune"] == 5
+    assert s1 == s2 and json.loads(p.read_text(encoding="utf-8"))["counts"]["finetune"] == 5

@@ -25,10 +25,10 @@ def cuts_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_fit_writes_a_cuts_checkpoint(cuts_run: Path) -> None:
-    meta = json.loads((cuts_run / "model.json").read_text())
+    meta = json.loads((cuts_run / "model.json").read_text(encoding="utf-8"))
     assert meta["task"] == "unsupervised" and meta["method"] == "cuts"
     assert meta["model"]["num_kernels"] == 16 and meta["loss"]["lam"] == 0.01
-    splits = json.loads((cuts_run / "splits.json").read_text())
+    splits = json.loads((cuts_run / "splits.json").read_text(encoding="utf-8"))
     assert len(splits["train"]) + len(splits["val"]) == 24 and not set(splits["train"]) & set(splits["val"])
     assert (cuts_run / "checkpoints" / "last.ckpt").exists()
     assert run_cli(["unsupervised", "fit", "--data", cuts_run, "--out", cuts_run]) == 2  # run exists
@@ -53,7 +53,7 @@ def test_segment_and_evaluate(cuts_run: Path, synth_dir: Path, tmp_path: Path) -
     assert (out / "labels" / name / "persistent.png").exists()
     rep = tmp_path / "report"
     assert run_cli(["unsupervised", "evaluate", "--seg", out, "--truth", synth_dir, "--out", rep]) == 0
-    summary = json.loads((rep / "summary.json").read_text())
+    summary = json.loads((rep / "summary.json").read_text(encoding="utf-8"))
     assert summary["cuts"]["selection"] == "label-free" and summary["cuts"]["n"] == 2
     assert summary["oracle_cuts_best_level"]["selection"].startswith("ORACLE")
     # Resuming skips finished images.

@@ -70,6 +70,7 @@ def run_demo(
     (out / "evaluation" / "README.txt").write_text(
         f"Demo evaluation: a width-{width} UNet fine-tuned on 5 bundled labeled angiograms, scored on "
         f"{len(ev.rows)} held-out test images at their native resolution. Numbers from 2 images are a "
-        "smoke test, not a benchmark.\n"
+        "smoke test, not a benchmark.\n",
+        encoding="utf-8",
     )
-    return json.loads((out / "evaluation" / "summary.json").read_text())
+    return json.loads((out / "evaluation" / "summary.json").read_text(encoding="utf-8"))

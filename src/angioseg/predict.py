@@ -155,7 +155,7 @@ VESSEL_COLUMNS = (
 
 
 def write_vessels_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
-    with atomic_open(path, newline="") as fh:
+    with atomic_open(path, newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=list(VESSEL_COLUMNS))
         w.writeheader()
         for r in rows:

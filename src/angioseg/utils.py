@@ -49,7 +49,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
-    """``open`` that writes to a temporary file and renames it into place on success."""
+    """``open`` that writes to a temporary file and renames it into place on success.
+
+    Text modes default to UTF-8 whatever the locale (reports contain ``±`` and ``×``).
+    """
+    if "b" not in mode:
+        kwargs.setdefault("encoding", "utf-8")
     with atomic_path(path) as tmp, open(tmp, mode, **kwargs) as fh:
         yield fh
 
@@ -96,5 +101,5 @@ def write_yaml(path: str | Path, obj: Any) -> None:
 def read_yaml(path: str | Path) -> Any:
     import yaml
 
-    with open(path) as fh:
+    with open(path, encoding="utf-8") as fh:
         return yaml.safe_load(fh)

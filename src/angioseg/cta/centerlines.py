@@ -81,7 +81,7 @@ def _load_table(path: Path) -> np.ndarray:
         if path.suffix.lower() == ".npy":
             arr = load_npy(path)
         else:
-            text = path.read_text().splitlines()
+            text = path.read_text(encoding="utf-8").splitlines()
             rows = [
                 ln.replace(",", " ").split() for ln in text if ln.strip() and not ln.lstrip().startswith("#")
             ]

@@ -66,7 +66,7 @@ def expand_inputs(inputs: Sequence[str | Path], failed: list[tuple[str, str]]) -
 
 
 def _write_table(path: Path, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
-    with atomic_open(path, newline="") as fh:
+    with atomic_open(path, newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(columns)
         for r in rows:

@@ -108,7 +108,7 @@ def load_or_make_splits(path: str | Path, names: Sequence[str], spec: SplitSpec)
     """Reuse ``path`` (``splits.json``) when it exists, else make the splits and write them there."""
     path = Path(path)
     if path.exists():
-        with open(path) as fh:
+        with open(path, encoding="utf-8") as fh:
             data = json.load(fh)
         splits = {k: list(data[k]) for k in SPLIT_KEYS}
         check_disjoint(splits)

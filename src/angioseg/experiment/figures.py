@@ -80,7 +80,7 @@ def read_test_metrics(run_dir: Path) -> list[dict[str, Any]]:
     p = Path(run_dir) / "test" / "metrics.csv"
     if not p.exists():
         return []
-    with open(p, newline="") as fh:
+    with open(p, newline="", encoding="utf-8") as fh:
         return [{k: (v if k == "name" else float(v)) for k, v in r.items()} for r in csv.DictReader(fh)]
 
 

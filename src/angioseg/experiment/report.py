@@ -89,7 +89,7 @@ def _overview(
     )
     runs_path = out / "runs.json"
     if runs_path.exists():
-        runs = json.loads(runs_path.read_text())
+        runs = json.loads(runs_path.read_text(encoding="utf-8"))
         table = [
             [
                 f"`{r.get('command', '')}`",
@@ -242,8 +242,8 @@ def _costs(doc: Document, plan: Plan, rows: list[dict[str, Any]]) -> None:
         if not s_path.exists():
             table.append([key, "–", "–", "–", "not finished", "–"])
             continue
-        s = json.loads(s_path.read_text())
-        t = json.loads(t_path.read_text()) if t_path.exists() else {}
+        s = json.loads(s_path.read_text(encoding="utf-8"))
+        t = json.loads(t_path.read_text(encoding="utf-8")) if t_path.exists() else {}
         loss = s.get("final_loss")
         table.append(
             [

@@ -105,7 +105,7 @@ def best_val_dice(run_dir: Path) -> float | None:
     """The best ``val_dice`` logged by a fine-tuning run (the score its best epoch was chosen by)."""
     best = None
     for path in sorted(Path(run_dir).glob("logs/version_*/metrics.csv")):
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8") as fh:
             for rec in csv.DictReader(fh):
                 v = rec.get("val_dice")
                 if v not in (None, ""):
@@ -118,7 +118,7 @@ def collect_rows(plan: Any) -> list[dict[str, Any]]:
     rows = []
     for cell in plan.cells:
         p = cell.run_dir / "cell.json"
-        rows.append(json.loads(p.read_text()) if p.exists() else cell_row(cell, "pending"))
+        rows.append(json.loads(p.read_text(encoding="utf-8")) if p.exists() else cell_row(cell, "pending"))
     return rows
 
 
@@ -132,7 +132,7 @@ def _fmt(v: Any) -> str:
 
 def write_results_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
     """One row per cell with :data:`COLUMNS` (empty = not measured), written atomically."""
-    with atomic_open(path, newline="") as fh:
+    with atomic_open(path, newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(COLUMNS)
         for r in rows:
@@ -142,7 +142,7 @@ def write_results_csv(path: str | Path, rows: Sequence[dict[str, Any]]) -> None:
 def read_results_csv(path: str | Path) -> list[dict[str, Any]]:
     """Rows of ``results.csv`` with numbers parsed back (empty cells -> ``None``)."""
     out = []
-    with open(path, newline="") as fh:
+    with open(path, newline="", encoding="utf-8") as fh:
         for rec in csv.DictReader(fh):
             row: dict[str, Any] = {}
             for k, v in rec.items():

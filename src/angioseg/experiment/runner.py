@@ -110,9 +110,9 @@ def ensure_pretrain(
     summary_path = run.run_dir / "summary.json"
     timing_path = run.run_dir / "experiment_timing.json"
     if summary_path.exists():
-        summary = json.loads(summary_path.read_text())
+        summary = json.loads(summary_path.read_text(encoding="utf-8"))
         if not summary.get("interrupted"):
-            timing = json.loads(timing_path.read_text()) if timing_path.exists() else {}
+            timing = json.loads(timing_path.read_text(encoding="utf-8")) if timing_path.exists() else {}
             return {**summary, **timing}
     if run.pool is not None:
         link_images(samples, run.pool, run.data)
@@ -123,7 +123,7 @@ def ensure_pretrain(
     run_pretrain(pcfg, resume=(run.run_dir / "config.yaml").exists(), progress=progress, announce=announce)
     timing = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
     write_json(timing_path, timing)
-    return {**json.loads(summary_path.read_text()), **timing}
+    return {**json.loads(summary_path.read_text(encoding="utf-8")), **timing}
 
 
 def _write_splits(cell: Cell) -> None:
@@ -189,7 +189,7 @@ def machine_info() -> str:
 
     model = platform.processor() or platform.machine()
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in Path("/proc/cpuinfo").read_text(encoding="utf-8").splitlines():
             if line.startswith("model name"):
                 model = line.split(":", 1)[1].strip()
                 break
@@ -203,7 +203,7 @@ def machine_info() -> str:
 def invocation_log(out: Path, command: str | None) -> Iterator[ExperimentResult]:
     """Append this invocation to ``out/runs.json``; on exit (also Ctrl-C) record its wall time and counts."""
     path = out / "runs.json"
-    runs = json.loads(path.read_text()) if path.exists() else []
+    runs = json.loads(path.read_text(encoding="utf-8")) if path.exists() else []
     entry: dict[str, Any] = {
         "command": command or "run_experiment()",
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
@@ -235,7 +235,7 @@ def _num(v: Any) -> str:
 
 def _finished(cell: Cell) -> bool:
     p = cell.run_dir / "cell.json"
-    return p.exists() and json.loads(p.read_text()).get("status") == "ok"
+    return p.exists() and json.loads(p.read_text(encoding="utf-8")).get("status") == "ok"
 
 
 def run_experiment(
@@ -371,7 +371,7 @@ def _run_one(
 
 def _write_error(path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(traceback.format_exc())
+    path.write_text(traceback.format_exc(), encoding="utf-8")
 
 
 __all__ = ["ExperimentResult", "ensure_pretrain", "open_study", "run_cell", "run_experiment"]

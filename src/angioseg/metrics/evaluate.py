@@ -27,7 +27,7 @@ class EvaluationResult:
 
 
 def write_metrics_csv(path: str | Path, rows: Sequence[dict[str, float | str]]) -> None:
-    with atomic_open(path, newline="") as fh:
+    with atomic_open(path, newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(["name", *METRIC_COLUMNS])
         for r in rows:

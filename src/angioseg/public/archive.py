@@ -110,5 +110,5 @@ def extract(archive: str | Path, dest: str | Path) -> Path:
         shutil.rmtree(dest)
     dest.mkdir(parents=True)
     (_extract_zip if kind == "zip" else _extract_tar)(archive, dest)
-    (dest / DONE_MARKER).write_text(f"{archive.name}\n")
+    (dest / DONE_MARKER).write_text(f"{archive.name}\n", encoding="utf-8")
     return dest

@@ -46,7 +46,7 @@ class FetchResult:
 
 def _complete(out: Path, name: str) -> bool:
     try:
-        record = json.loads((out / RECORD).read_text())
+        record = json.loads((out / RECORD).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return False
     return isinstance(record, dict) and record.get("dataset") == name and record.get("complete") is True

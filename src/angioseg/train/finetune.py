@@ -299,7 +299,7 @@ def run_finetune(
     elif cfg.kfold and (run_dir / "kfold.json").exists():
         import json
 
-        chosen = json.loads((run_dir / "kfold.json").read_text())["chosen"]
+        chosen = json.loads((run_dir / "kfold.json").read_text(encoding="utf-8"))["chosen"]
         lr, bs = float(chosen["lr"]), int(chosen["batch_size"])
     module, transfer = _new_module(cfg, lr, None if resume else announce)
     tl, vl = _loaders(cfg, train, val, bs)

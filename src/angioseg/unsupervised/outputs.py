@@ -208,7 +208,7 @@ def append_csv(path: Path, rows: list[dict[str, object]]) -> None:
     """Merge ``rows`` into ``path`` by name (rows of earlier, resumed runs are kept)."""
     old: dict[str, dict[str, object]] = {}
     if path.exists():
-        with open(path, newline="") as fh:
+        with open(path, newline="", encoding="utf-8") as fh:
             old = {r["name"]: dict(r) for r in csv.DictReader(fh)}
     for r in rows:
         old[str(r["name"])] = r
@@ -217,7 +217,7 @@ def append_csv(path: Path, rows: list[dict[str, object]]) -> None:
     keys: list[str] = []
     for r in old.values():
         keys += [k for k in r if k not in keys]
-    with atomic_open(path, newline="") as fh:
+    with atomic_open(path, newline="", encoding="utf-8") as fh:
         w = csv.DictWriter(fh, fieldnames=keys)
         w.writeheader()
         for name in sorted(old):
