@@ -100,3 +100,24 @@ def test_fundus_style_green_channel_and_field_of_view(
     assert run_cli(["unsupervised", "evaluate", "--seg", out, "--truth", data, "--out", tmp_path / "r"]) == 0
     assert run_cli(["unsupervised", "segment", data / "images", "--model", cuts_run, "--out", tmp_path / "x",
                     "--roi", tmp_path / "missing"]) == 2  # fmt: skip
+
+
+def test_fit_config_yaml_is_overridden_only_by_options_given(synth_dir: Path, tmp_path: Path) -> None:
+    import yaml
+
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text("normalise: global\ncrop: 32\nepochs: 3\nbatch_size: 4\nlimit: 6\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert (
+        run_cli(["unsupervised", "fit", "--data", synth_dir, "--out", out, "--config", cfg, "--epochs", 1])
+        == 0
+    )
+    written = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert (written["normalise"], written["crop"], written["batch_size"], written["limit"]) == (
+        "global",
+        32,
+        4,
+        6,
+    )
+    assert written["epochs"] == 1 and written["channel"] == "gray"
+    assert json.loads((out / "model.json").read_text(encoding="utf-8"))["normalise"] == "global"
