@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from angioseg.unsupervised.baselines import fill_outside, frangi_otsu, intensity_kmeans, vesselness
 from angioseg.unsupervised.selection import (
     cluster_table,
     label_free_mask,
+    oracle_best_set,
     oracle_hint,
     select_vessel_clusters,
 )
@@ -51,6 +54,32 @@ def test_oracle_hint_takes_the_majority_cluster_under_the_truth() -> None:
     truth = np.array([[0, 1, 1, 1], [0, 0, 1, 0]], bool)
     assert oracle_hint(labels, truth).tolist() == (labels == 1).tolist()
     assert not oracle_hint(labels, np.zeros_like(truth)).any()
+
+
+def _dice(a: np.ndarray, b: np.ndarray) -> float:
+    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
+
+
+def test_oracle_best_set_is_the_dice_optimal_union_of_clusters() -> None:
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        labels = rng.integers(0, 6, (12, 12))
+        truth = rng.random((12, 12)) < np.array([0.9, 0.7, 0.5, 0.3, 0.1, 0.0])[labels]
+        roi = rng.random((12, 12)) < 0.8
+        best = max(
+            _dice(np.isin(labels, s) & roi, truth & roi)
+            for r in range(1, 7)
+            for s in itertools.combinations(range(6), r)
+        )
+        mask = oracle_best_set(labels, truth, roi)
+        assert not mask[~roi].any()
+        assert _dice(mask, truth & roi) == best
+    # Two clusters beat the single majority cluster (the CUTS label_hint) here.
+    labels = np.array([[0, 0, 1, 1, 2, 2]])
+    truth = np.array([[1, 1, 1, 1, 0, 0]], bool)
+    assert oracle_best_set(labels, truth).tolist() == truth.tolist()
+    assert oracle_hint(labels, truth).sum() == 2
+    assert not oracle_best_set(labels, np.zeros_like(truth)).any()
 
 
 def test_frangi_otsu_finds_the_bar() -> None:

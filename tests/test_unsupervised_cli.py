@@ -56,6 +56,9 @@ def test_segment_and_evaluate(cuts_run: Path, synth_dir: Path, tmp_path: Path) -
     summary = json.loads((rep / "summary.json").read_text(encoding="utf-8"))
     assert summary["cuts"]["selection"] == "label-free" and summary["cuts"]["n"] == 2
     assert summary["oracle_cuts_best_level"]["selection"].startswith("ORACLE")
+    # The best-set oracle bounds the label-free rule on the same map, image by image.
+    for key in ("cuts_kmeans", "cuts_persistent", "kmeans_intensity"):
+        assert summary[f"oracle_{key}_best_set"]["dice"] >= summary[key]["dice"] - 1e-9
     # Resuming skips finished images.
     assert run_cli(["unsupervised", "segment", images[0], "--model", cuts_run, "--out", out]) == 0
 
@@ -68,3 +71,53 @@ def test_bad_inputs_are_one_line_errors(cuts_run: Path, synth_dir: Path, tmp_pat
                     "--landmarks", 100, "--no-figure", "--no-baselines"])  # fmt: skip
     assert code == 1 and (tmp_path / "o" / "masks" / f"{good.stem}.png").exists()
     assert run_cli(["unsupervised", "segment", good, "--model", tmp_path, "--out", tmp_path / "p"]) == 2
+
+
+def test_fundus_style_green_channel_and_field_of_view(
+    cuts_run: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    """DRIVE-style input: RGB whose green channel holds the vessels, a field-of-view folder as --roi."""
+    from angioseg.data.io import read_image, write_png
+
+    name = sorted((synth_dir / "images").iterdir())[0].stem
+    gray = read_image(synth_dir / "images" / f"{name}.png").astype(np.uint8)
+    data = tmp_path / "fundus"
+    rgb = np.stack([np.full_like(gray, 250), gray, np.full_like(gray, 5)], -1)  # red/blue: no vessels
+    write_png(data / "images" / f"{name}.png", rgb)
+    write_png(data / "masks" / f"{name}.png", read_mask(synth_dir / "masks" / f"{name}.png"))
+    yy, xx = np.mgrid[:96, :96]
+    fov = (yy - 48) ** 2 + (xx - 48) ** 2 < 40**2
+    write_png(data / "fov" / f"{name}.png", fov)
+    out = tmp_path / "seg"
+    code = run_cli(["unsupervised", "segment", data / "images", "--model", cuts_run, "--out", out,
+                    "--channel", "green", "--roi", data / "fov", "--landmarks", 100, "--no-figure"])  # fmt: skip
+    assert code == 0
+    with np.load(out / "labels" / f"{name}.npz") as npz:
+        assert np.array_equal(npz["image"], gray.astype(np.float32))  # the green channel was read
+        assert np.array_equal(npz["roi"], fov)
+        assert (npz["kmeans"][~fov] == -1).all() and (npz["kmeans"][fov] >= 0).all()
+        assert not npz["vessel"][~fov].any() and not npz["frangi_otsu"][~fov].any()
+    assert run_cli(["unsupervised", "evaluate", "--seg", out, "--truth", data, "--out", tmp_path / "r"]) == 0
+    assert run_cli(["unsupervised", "segment", data / "images", "--model", cuts_run, "--out", tmp_path / "x",
+                    "--roi", tmp_path / "missing"]) == 2  # fmt: skip
+
+
+def test_fit_config_yaml_is_overridden_only_by_options_given(synth_dir: Path, tmp_path: Path) -> None:
+    import yaml
+
+    cfg = tmp_path / "fit.yaml"
+    cfg.write_text("normalise: global\ncrop: 32\nepochs: 3\nbatch_size: 4\nlimit: 6\n", encoding="utf-8")
+    out = tmp_path / "run"
+    assert (
+        run_cli(["unsupervised", "fit", "--data", synth_dir, "--out", out, "--config", cfg, "--epochs", 1])
+        == 0
+    )
+    written = yaml.safe_load((out / "config.yaml").read_text(encoding="utf-8"))
+    assert (written["normalise"], written["crop"], written["batch_size"], written["limit"]) == (
+        "global",
+        32,
+        4,
+        6,
+    )
+    assert written["epochs"] == 1 and written["channel"] == "gray"
+    assert json.loads((out / "model.json").read_text(encoding="utf-8"))["normalise"] == "global"

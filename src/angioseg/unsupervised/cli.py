@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from angioseg.cli import app, console, out_console, report_failures
+from angioseg.cli import _opt, app, console, out_console, report_failures
 
 unsupervised_app = typer.Typer(
     name="unsupervised",
@@ -27,33 +27,34 @@ def fit(
         typer.Option("--data", help="Folder of unlabeled images (or a dataset with images/; masks ignored)."),
     ],
     out: Annotated[Path, typer.Option("--out", help="Run folder: config, splits, logs, checkpoints, model.")],
-    channel: Annotated[str, typer.Option(help=CHANNEL_HELP)] = "gray",
+    channel: Annotated[str | None, _opt(CHANNEL_HELP, "gray")] = None,
     setting: Annotated[
-        str,
-        typer.Option(help="Published loss setting: cuts2022 (λ 0.01, τ 0.5) or cuts2024 (λ 0.001, τ 0.1)."),
-    ] = "cuts2022",
+        str | None,
+        _opt("Published loss setting: cuts2022 (λ 0.01, τ 0.5) or cuts2024 (λ 0.001, τ 0.1).", "cuts2022"),
+    ] = None,
     contrastive: Annotated[
-        str, typer.Option(help="ntxent (standard NT-Xent) or ratio (the CUTS-2022 code's ratio of sums).")
-    ] = "ntxent",
+        str | None, _opt("ntxent (standard NT-Xent) or ratio (the CUTS-2022 code's ratio of sums).", "ntxent")
+    ] = None,
     normalise: Annotated[
-        str,
-        typer.Option(
-            help="Encoder input: global ([-1, 1], as CUTS) or local (background removed by local contrast "
-            "normalisation)."
+        str | None,
+        _opt(
+            "Encoder input: global ([-1, 1], as CUTS) or local (background removed by local contrast "
+            "normalisation).",
+            "local",
         ),
-    ] = "local",
-    epochs: Annotated[int, typer.Option(help="Maximum epochs (CUTS: 200).")] = 200,
+    ] = None,
+    epochs: Annotated[int | None, _opt("Maximum epochs (CUTS: 200).", 200)] = None,
     patience: Annotated[
-        int, typer.Option(help="Early stopping patience on validation loss (CUTS: 10).")
-    ] = 10,
-    batch_size: Annotated[int, typer.Option(help="Crops per batch (CUTS: 16).")] = 16,
-    crop: Annotated[int, typer.Option(help="Training crop side in pixels (CUTS trains on 128 x 128).")] = 128,
-    lr: Annotated[float, typer.Option(help="AdamW learning rate (CUTS: 1e-3).")] = 1e-3,
-    seed: Annotated[int, typer.Option(help="Seed of the split, crops, anchors and initialisation.")] = 0,
-    limit: Annotated[int | None, typer.Option(help="Use at most this many image files.")] = None,
-    precision: Annotated[str, typer.Option(help="auto (bf16 where the CPU has it), bf16 or fp32.")] = "auto",
+        int | None, _opt("Early stopping patience on validation loss (CUTS: 10).", 10)
+    ] = None,
+    batch_size: Annotated[int | None, _opt("Crops per batch (CUTS: 16).", 16)] = None,
+    crop: Annotated[int | None, _opt("Training crop side in pixels (CUTS trains on 128 x 128).", 128)] = None,
+    lr: Annotated[float | None, _opt("AdamW learning rate (CUTS: 1e-3).", 1e-3)] = None,
+    seed: Annotated[int | None, _opt("Seed of the split, crops, anchors and initialisation.", 0)] = None,
+    limit: Annotated[int | None, _opt("Use at most this many image files.", "all")] = None,
+    precision: Annotated[str | None, _opt("auto (bf16 where the CPU has it), bf16 or fp32.", "auto")] = None,
     config: Annotated[
-        Path | None, typer.Option(help="YAML file of FitConfig options; command-line options override it.")
+        Path | None, _opt("YAML file of FitConfig options; options given here override it.")
     ] = None,
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
@@ -66,11 +67,12 @@ def fit(
     from angioseg.unsupervised.fit import FitConfig, run_fit
 
     cfg = load_config(FitConfig, config) if config else FitConfig()
-    cfg = replace(
-        cfg, data=str(data), out=str(out), channel=channel, setting=setting, contrastive=contrastive,
-        normalise=normalise, epochs=epochs, patience=patience, batch_size=batch_size, crop=crop, lr=lr,
-        seed=seed, limit=limit if limit is not None else cfg.limit, precision=precision,
-    )  # fmt: skip
+    given: dict[str, Any] = {
+        "channel": channel, "setting": setting, "contrastive": contrastive, "normalise": normalise,
+        "epochs": epochs, "patience": patience, "batch_size": batch_size, "crop": crop, "lr": lr,
+        "seed": seed, "limit": limit, "precision": precision,
+    }  # fmt: skip
+    cfg = replace(cfg, data=str(data), out=str(out), **{k: v for k, v in given.items() if v is not None})
     res = run_fit(cfg, resume=resume, announce=lambda s: console.print(s))
     loss = "-" if res.best_val_loss is None else f"{res.best_val_loss:.4f}"
     out_console.print(

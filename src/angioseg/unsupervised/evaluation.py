@@ -9,12 +9,16 @@ Label-free (what a user gets, no ground truth involved):
   on the spectral k-means map / on the persistent-structure map;
 * ``frangi_otsu`` and ``kmeans_intensity``: the baselines.
 
-ORACLE (reads the true mask to choose clusters; an upper bound, never available in practice):
+ORACLE (reads the true mask to choose clusters; never available in practice):
 
 * ``oracle_cuts_kmeans``, ``oracle_cuts_persistent``, ``oracle_kmeans_intensity``: the cluster most
-  frequent under the true mask (the CUTS authors' ``label_hint``);
+  frequent under the true mask (the CUTS authors' ``label_hint``); an upper bound for choosing one
+  cluster only, so a label-free rule that takes several clusters can score higher;
 * ``oracle_cuts_best_level``: that choice on every condensation level, keeping the level with the
-  best Dice (the authors' "diffusion-best").
+  best Dice (the authors' "diffusion-best");
+* ``*_best_set``: the union of clusters of that map with the highest Dice
+  (:func:`~angioseg.unsupervised.selection.oracle_best_set`), an exact upper bound on the Dice of
+  any cluster choice from the map, the label-free rule's included.
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ from angioseg.data.io import is_image_file, read_mask, unique_stems
 from angioseg.errors import AngiosegError, DataError
 from angioseg.metrics import image_metrics, summarize
 from angioseg.metrics.evaluate import write_report
-from angioseg.unsupervised.selection import oracle_hint
+from angioseg.unsupervised.selection import oracle_best_set, oracle_hint
 from angioseg.utils import atomic_open, write_json
 
 LABEL_FREE = ("cuts", "cuts_kmeans", "cuts_persistent", "frangi_otsu", "kmeans_intensity")
@@ -39,6 +43,9 @@ ORACLE = (
     "oracle_cuts_persistent",
     "oracle_cuts_best_level",
     "oracle_kmeans_intensity",
+    "oracle_cuts_kmeans_best_set",
+    "oracle_cuts_persistent_best_set",
+    "oracle_kmeans_intensity_best_set",
 )
 TABLE_COLUMNS = ("dice", "cldice", "mhd", "iou", "hd95")
 
@@ -80,8 +87,12 @@ def predictions(npz: np.lib.npyio.NpzFile, truth: np.ndarray) -> dict[str, np.nd
         preds["frangi_otsu"] = npz["frangi_otsu"]
         preds["kmeans_intensity"] = npz["kmeans_intensity"]
         preds["oracle_kmeans_intensity"] = oracle_hint(npz["kmeans_intensity_labels"], truth, roi)
-    preds["oracle_cuts_kmeans"] = oracle_hint(npz["kmeans"], truth, roi)
-    preds["oracle_cuts_persistent"] = oracle_hint(npz["persistent"], truth, roi)
+        preds["oracle_kmeans_intensity_best_set"] = oracle_best_set(
+            npz["kmeans_intensity_labels"], truth, roi
+        )
+    for key in ("kmeans", "persistent"):
+        preds[f"oracle_cuts_{key}"] = oracle_hint(npz[key], truth, roi)
+        preds[f"oracle_cuts_{key}_best_set"] = oracle_best_set(npz[key], truth, roi)
     levels = [oracle_hint(lab, truth, roi) for lab in npz["levels"]]
     if levels:
         t = truth & roi

@@ -45,7 +45,7 @@ class FitConfig:
     data: str = ""
     out: str = ""
     channel: str = "gray"
-    normalise: str = "global"
+    normalise: str = "local"
     sigma_frac: float = 0.04
     setting: str = "cuts2022"
     contrastive: str = "ntxent"
