@@ -14,7 +14,8 @@ Resumable: a step whose output exists is skipped. Run it alone on the machine::
 
     flock /tmp/angioseg-heavy.lock .venv/bin/python bench/cta_phantom_study.py --out cta_study
 
-Writes ``OUT/results.json`` and ``OUT/results.md`` (a table with wall times).
+Writes ``OUT/results.json`` and ``OUT/results.md`` (a table with wall times). ``--report-only`` runs
+nothing and tabulates what an interrupted study has finished (listing the steps not run).
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def main() -> None:
     ap.add_argument("--steps2d", type=int, default=600)
     ap.add_argument("--steps3d", type=int, default=300)
     ap.add_argument("--dims", type=int, nargs="+", default=[2, 3])
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="run nothing; tabulate the configurations already evaluated",
+    )
     a = ap.parse_args()
     out: Path = a.out
     out.mkdir(parents=True, exist_ok=True)
@@ -71,8 +77,13 @@ def main() -> None:
         json.loads(times_path.read_text(encoding="utf-8")) if times_path.exists() else {}
     )
 
+    missing: list[str] = []
+
     def step(key: str, done: Path, cmd: list[str]) -> None:
         if done.exists():
+            return
+        if a.report_only:
+            missing.append(key)
             return
         run(cmd, log, times, key)
         times_path.write_text(json.dumps(times, indent=2))
@@ -159,6 +170,8 @@ def main() -> None:
                             str(ev_dir),
                         ],
                     )
+                    if not (ev_dir / "summary.json").exists():  # --report-only on an unfinished study
+                        continue
                     summary = json.loads((ev_dir / "summary.json").read_text(encoding="utf-8"))
                     train_summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
                     patches = json.loads((run_dir / "patches.json").read_text(encoding="utf-8"))
@@ -215,6 +228,8 @@ def main() -> None:
         "test phantoms; HD95 and msd in mm. Oracle rows use the ground-truth test centerlines (the seed's "
         "test-time shortcut) and are not a result."
     )
+    if missing:
+        lines.append(f"\nNot run yet ({len(missing)} steps): " + ", ".join(missing))
     (out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
