@@ -201,7 +201,9 @@ def run_train(
     )
     precision = cfg.precision
     if precision == "auto" and cfg.dims == 3 and not torch.cuda.is_available():
-        precision = "fp32"  # bf16 3D convolutions ran 2x slower than fp32 on our CPU (bench/bench_cta.py)
+        # An early run found bf16 3D convolutions 2x slower than fp32 on our CPU; later bench/bench_cta.py
+        # runs found bf16 1.8-2x faster (docs/cta.md). fp32 stays until bf16 3D convergence is checked.
+        precision = "fp32"
     trainer = make_trainer(
         run_dir,
         cfg.epochs,
