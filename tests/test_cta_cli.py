@@ -54,10 +54,13 @@ def test_train_3d_with_channel_then_segment_and_evaluate(phantoms: Path, tmp_pat
     )
 
 
-def test_train_2d_grid_and_resume(phantoms: Path, tmp_path: Path) -> None:
+def test_train_2d_grid_and_resume(phantoms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run2d"
     args = ["cta", "train", "--data", phantoms, "--out", run, "--dims", "2", "--sampling", "grid", *TINY]
-    assert run_cli([*args, "--max-steps", "2", "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert run_cli([*args, "--max-steps", "2", "--epochs", "1", "--no-progress"]) == 0
+    captured = capsys.readouterr()
+    assert "it/s" not in captured.out + captured.err  # no Lightning progress bar with --no-progress
     assert json.loads((run / "model.json").read_text(encoding="utf-8"))["model"]["spatial_dims"] == 2
     assert (run / "checkpoints" / "last.ckpt").exists()
     # --resume continues from last.ckpt with the run's own config.yaml (here: already finished at 2 steps)

@@ -159,6 +159,9 @@ def train(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,
+    progress: Annotated[
+        bool, typer.Option(help="Show Lightning's progress bar (turn off for logs and batch jobs).")
+    ] = True,
 ) -> None:
     """Train a 2D or 3D UNet (focal + Dice, AdamW) on centerline-ROI or grid patches of CT volumes."""
     from dataclasses import replace
@@ -201,7 +204,7 @@ def train(
         **{k: v for k, v in given.items() if v is not None},
         intensity=replace(cfg.intensity, **{k: v for k, v in intensity.items() if v is not None}),
     )
-    res = run_train(cfg, resume=resume, announce=lambda s: console.print(s))
+    res = run_train(cfg, resume=resume, progress=progress, announce=lambda s: console.print(s))
     out_console.print(
         f"best epoch {res.best_epoch} (val_loss {res.best_val_loss}), {res.train_seconds:.0f} s; "
         f"model: {res.run_dir / 'model.safetensors'}"
