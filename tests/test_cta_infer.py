@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import locale
 from pathlib import Path
 
 import numpy as np
@@ -115,7 +116,9 @@ def test_dicom_series_in_dicom_series_out(tmp_path: Path) -> None:
     hu = np.full((5, 12, 14), -1000, np.int16)
     hu[1:4, 3:9, 4:10] = 700
     vol = Volume(hu, (2.5, 0.7, 0.7), (-120.0, -80.0, 40.0))
+    encoding = locale.getpreferredencoding(False)
     write_volume(tmp_path / "in" / "patient1", hu, vol)  # no extension: a DICOM series folder
+    assert locale.getpreferredencoding(False) == encoding  # GDCM used to leave the process in ASCII
     seg = CTSegmenter(VoxelwiseModel(), _meta(), threshold=0.5)  # type: ignore[arg-type]
     res = segment_volumes(seg, [tmp_path / "in" / "patient1"], tmp_path / "out")
     assert not res.failed

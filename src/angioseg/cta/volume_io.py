@@ -11,10 +11,13 @@ output is written atomically (a temporary name renamed into place).
 
 from __future__ import annotations
 
+import locale
 import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -81,6 +84,17 @@ class Volume:
         rel = np.asarray(xyz, float) - np.asarray(self.origin)
         ijk = np.linalg.solve(np.asarray(self.direction), rel.T).T / np.asarray(self.spacing[::-1])
         return np.asarray(ijk[:, ::-1])
+
+
+@contextmanager
+def _keep_locale() -> Iterator[None]:
+    """Restore the C locale after GDCM: its DICOM writer leaves ``LC_CTYPE`` at "C", which turned
+    Python's default text encoding into ASCII for the rest of the process."""
+    saved = locale.setlocale(locale.LC_ALL)
+    try:
+        yield
+    finally:
+        locale.setlocale(locale.LC_ALL, saved)
 
 
 def volume_format(path: str | Path) -> str | None:
@@ -231,7 +245,8 @@ def write_volume(path: str | Path, array: np.ndarray, like: Volume) -> Path:
     tmp = _tmp_sibling(path)
     try:
         if fmt is None or (fmt == "dicom" and path.suffix.lower() != ".dcm"):
-            _write_dicom_series(tmp, arr, like)
+            with _keep_locale():
+                _write_dicom_series(tmp, arr, like)
             if path.exists():
                 shutil.rmtree(path) if path.is_dir() else path.unlink()
         else:
