@@ -6,7 +6,8 @@ import itertools
 
 import numpy as np
 
-from angioseg.unsupervised.baselines import fill_outside, frangi_otsu, intensity_kmeans, vesselness
+from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
+from angioseg.unsupervised.baselines import fill_outside, frangi_otsu, intensity_kmeans, vesselness, winsorise
 from angioseg.unsupervised.selection import (
     cluster_table,
     label_free_mask,
@@ -105,3 +106,31 @@ def test_fill_outside_copies_the_nearest_roi_pixel() -> None:
     out = fill_outside(img, roi)
     assert np.array_equal(out[roi], img[roi])
     assert out[0, 2] == img[1, 2] and out[4, 4] == img[3, 3]
+
+
+def test_winsorise_caps_at_the_roi_percentile() -> None:
+    v = np.arange(100, dtype=np.float32).reshape(10, 10)  # 0..99
+    w = winsorise(v, None, 90.0)
+    assert w.max() == np.float32(np.percentile(v, 90.0)) and np.array_equal(w[v < 89], v[v < 89])
+    roi = v < 50  # percentile taken inside the roi only: 0..49
+    assert winsorise(v, roi, 100.0).max() == 49.0
+
+
+def test_winsorised_frangi_otsu_beats_raw_otsu_on_synthetic_angiograms() -> None:
+    """Five synthetic angiograms with a catheter (seeds [7, 0..4], none excluded).
+
+    Raw Otsu is pulled up by the catheter's extreme responses (measured: mean Dice 0.376, it keeps
+    0.49x the true vessel area); winsorised at the 99th percentile it reaches 0.431. The thresholds
+    leave ~0.03 margin on each side.
+    """
+    from skimage.filters import threshold_otsu
+
+    new, raw = [], []
+    for s in range(5):
+        img, truth = synthetic_angiogram(np.random.default_rng([7, s]), SynthConfig(size=256), catheter=True)
+        x = img.astype(np.float32)
+        v = vesselness(x)
+        for out, m in ((new, frangi_otsu(x, vess=v)), (raw, v > threshold_otsu(v))):
+            out.append(2 * (m & truth).sum() / (m.sum() + truth.sum()))
+    assert np.mean(new) > 0.40
+    assert np.mean(new) > np.mean(raw) + 0.03

@@ -30,6 +30,7 @@ from angioseg.unsupervised.baselines import (
     frangi_otsu,
     intensity_kmeans,
     vesselness,
+    winsorise,
 )
 from angioseg.unsupervised.condensation import CondensationConfig, condense
 from angioseg.unsupervised.cuts import CUTSModel
@@ -140,15 +141,16 @@ def segment_image(
     persistent = _paint(roi, persistent_structures(level_labels, lm.mass)[lm.assign])
     lap("persistence")
     vess = vesselness(filled, cfg.sigmas)
-    v_km = label_free_mask(kmeans, filled, vess, roi, cfg.max_fraction)
-    v_ps = label_free_mask(persistent, filled, vess, roi, cfg.max_fraction)
+    vess_rule = winsorise(vess, roi)  # the rule's cluster means must not hinge on a few extreme responses
+    v_km = label_free_mask(kmeans, filled, vess_rule, roi, cfg.max_fraction)
+    v_ps = label_free_mask(persistent, filled, vess_rule, roi, cfg.max_fraction)
     lap("selection")
     baselines: dict[str, np.ndarray] = {}
     if cfg.baselines:
         baselines["frangi_otsu"] = frangi_otsu(filled, roi, cfg.sigmas, vess=vess)
         ik = intensity_kmeans(filled, roi, cfg.spectral.n_clusters or 10, cfg.seed)
         baselines["kmeans_intensity_labels"] = ik
-        baselines["kmeans_intensity"] = label_free_mask(ik, filled, vess, roi, cfg.max_fraction)
+        baselines["kmeans_intensity"] = label_free_mask(ik, filled, vess_rule, roi, cfg.max_fraction)
         lap("baselines")
     times["total"] = float(sum(times.values()))
     return Segmentation(
