@@ -7,25 +7,15 @@ and the bf16 / fp32 ratio measured in the same run. Options: ``--width 16 --crop
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 
 import numpy as np
 import torch
+from benchutil import median_seconds
 
 from angioseg.cta.infer import sliding_window_proba
 from angioseg.cta.losses import FocalDiceLoss
 from angioseg.models.unet import UNet
-
-
-def _median_seconds(fn, repeat: int) -> float:  # type: ignore[no-untyped-def]
-    fn()  # warm-up
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def train_step_seconds(
@@ -49,7 +39,7 @@ def train_step_seconds(
         loss_fn(out, y).backward()
         opt.step()
 
-    return _median_seconds(step, repeat)
+    return median_seconds(step, repeat)
 
 
 def main() -> None:

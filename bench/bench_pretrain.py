@@ -17,27 +17,14 @@ Run alone (heavy): ``flock /tmp/angioseg-heavy.lock python bench/bench_pretrain.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import torch
+from benchutil import median_seconds
 
 from angioseg.models.unet import UNet, set_memory_format
 from angioseg.pretrain import METHOD_NAMES, method_class
 from angioseg.pretrain.optim import build_optimizer
 from angioseg.train.module import SegmentationModule
-
-
-def median_time(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def stack(views: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -53,7 +40,7 @@ def bench_method(name: str, width: int, size: int, batch: int, steps: int) -> tu
     method = method_class(name)({"width": width}, image_size=size, **options)
     set_memory_format(method, True)
     images = torch.randn(batch, 1, size, size)
-    views_s = median_time(lambda: [method.view_transform(im) for im in images], 3)
+    views_s = median_seconds(lambda: [method.view_transform(im) for im in images], 3)
     data = stack([method.view_transform(im) for im in images])
     opt = build_optimizer(method, method.optim, 1e-4)
 
@@ -65,7 +52,7 @@ def bench_method(name: str, width: int, size: int, batch: int, steps: int) -> tu
         opt.step()
         method.after_step(0.5)
 
-    return batch / median_time(step, steps), batch / views_s
+    return batch / median_seconds(step, steps), batch / views_s
 
 
 def bench_supervised(width: int, size: int, batch: int, steps: int) -> float:
@@ -83,7 +70,7 @@ def bench_supervised(width: int, size: int, batch: int, steps: int) -> float:
         opt.step()
 
     module.log = lambda *a, **k: None  # type: ignore[method-assign]  # no trainer attached
-    return batch / median_time(step, steps)
+    return batch / median_seconds(step, steps)
 
 
 def main() -> None:

@@ -11,12 +11,10 @@ Run alone on an otherwise idle machine: ``python bench/bench_segment.py`` (``--q
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 import torch
+from benchutil import median_seconds
 
 from angioseg.data.preprocess import PreprocessConfig
 from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
@@ -24,17 +22,6 @@ from angioseg.models.unet import UNet, count_parameters
 from angioseg.predict import Segmenter, predict_proba
 from angioseg.train.checkpoint import segmentation_meta
 from angioseg.train.module import SegmentationModule
-
-
-def timeit(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
 
 
 def bench_segment(width: int, repeat: int) -> tuple[float, float, float, float]:
@@ -46,8 +33,8 @@ def bench_segment(width: int, repeat: int) -> tuple[float, float, float, float]:
     out = []
     for fast in (False, True):
         seg = Segmenter(model, meta, fast=fast)
-        out.append(timeit(lambda seg=seg: seg.segment(raw), repeat))
-        out.append(timeit(lambda fast=fast: predict_proba(model, [x], fast=fast), repeat))
+        out.append(median_seconds(lambda seg=seg: seg.segment(raw), repeat))
+        out.append(median_seconds(lambda fast=fast: predict_proba(model, [x], fast=fast), repeat))
     return out[0], out[1], out[2], out[3]
 
 
@@ -71,7 +58,11 @@ def bench_epoch(width: int, precision: str, steps: int = 8, batch: int = 4, size
             loss.backward()
             opt.step()
 
-    return timeit(epoch, repeat=1, warmup=0) if width >= 64 else timeit(epoch, repeat=2, warmup=0)
+    return (
+        median_seconds(epoch, repeat=1, warmup=0)
+        if width >= 64
+        else median_seconds(epoch, repeat=2, warmup=0)
+    )
 
 
 def main() -> None:
