@@ -67,6 +67,13 @@ def report_failures(failed: list[tuple[str, str]]) -> None:
             console.print(f"  {name}: {why}", markup=False, highlight=False)
 
 
+def exit_on_failures(failed: list[tuple[str, str]]) -> None:
+    """List the inputs that failed and exit with code 1 if there were any (good outputs are kept)."""
+    report_failures(failed)
+    if failed:
+        raise typer.Exit(1)
+
+
 # ---------------------------------------------------------------------------------------------------
 
 
@@ -220,9 +227,7 @@ def segment(
     seg = Segmenter.from_checkpoint(model, fast=fast, mode=mode, threshold=threshold)
     res = segment_inputs(seg, inputs, out, overlays=not no_overlay, skip_existing=skip_existing)
     out_console.print(f"segmented {len(res.rows)} image(s) into {out}/masks; vessel table: {out}/vessels.csv")
-    report_failures(res.failed)
-    if res.failed:
-        raise typer.Exit(1)
+    exit_on_failures(res.failed)
 
 
 @app.command()
@@ -249,9 +254,7 @@ def evaluate(
             f"{len(res.unmatched)} file(s) without a partner were skipped, e.g. {res.unmatched[:3]}"
         )
     out_console.print(f"report: {out}/metrics.csv, {out}/summary.json, {out}/bland_altman.png")
-    report_failures(res.failed)
-    if res.failed:
-        raise typer.Exit(1)
+    exit_on_failures(res.failed)
 
 
 @app.command()

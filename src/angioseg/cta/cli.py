@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from angioseg.cli import app, console, out_console, report_failures
+from angioseg.cli import app, console, exit_on_failures, out_console
 
 cta_app = typer.Typer(
     help="Coronary CT angiography: 3D volumes, centerline ROI crops and channel, 2D/3D UNets.",
@@ -261,9 +261,7 @@ def segment(
     )
     res = segment_volumes(seg, inputs, out, centerlines, save_prob=save_prob, skip_existing=skip_existing)
     out_console.print(f"segmented {len(res.rows)} volume(s) into {out}/masks; table: {out}/segment.csv")
-    report_failures(res.failed)
-    if res.failed:
-        raise typer.Exit(1)
+    exit_on_failures(res.failed)
 
 
 @cta_app.command()
@@ -293,6 +291,4 @@ def evaluate(
             f"{len(res.summary['unmatched'])} volume(s) without a partner skipped, e.g. {res.summary['unmatched'][:3]}"
         )
     out_console.print(f"report: {out}/metrics.csv, {out}/summary.json")
-    report_failures(res.failed)
-    if res.failed:
-        raise typer.Exit(1)
+    exit_on_failures(res.failed)

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from angioseg.cli import app, console, out_console, report_failures
+from angioseg.cli import app, console, exit_on_failures, out_console
 from angioseg.errors import AngiosegError
 
 
@@ -114,6 +114,4 @@ def experiment(
         highlight=False,
         soft_wrap=True,
     )
-    report_failures(res.failed)
-    if res.failed:
-        raise typer.Exit(1)
+    exit_on_failures(res.failed)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from angioseg.cli import app, console, out_console, report_failures
+from angioseg.cli import app, console, exit_on_failures, out_console
 
 data_app = typer.Typer(
     help=(
@@ -56,9 +56,7 @@ def _summary(result, out: Path) -> None:  # type: ignore[no-untyped-def]
     )
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False, soft_wrap=True)
-    report_failures(result.failed)
-    if result.failed:
-        raise typer.Exit(1)
+    exit_on_failures(result.failed)
 
 
 def _print_registry() -> None:

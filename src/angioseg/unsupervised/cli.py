@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from angioseg.cli import _opt, app, console, out_console, report_failures
+from angioseg.cli import _opt, app, console, exit_on_failures, out_console, report_failures
 
 unsupervised_app = typer.Typer(
     name="unsupervised",
@@ -145,9 +145,7 @@ def segment(
     if res.skipped:
         msg += f" ({len(res.skipped)} already done, kept; --overwrite redoes them)"
     out_console.print(msg + f"; masks in {out}/masks, label maps in {out}/labels")
-    report_failures(res.failed)
-    if res.failed:
-        raise typer.Exit(1)
+    exit_on_failures(res.failed)
 
 
 @unsupervised_app.command()
@@ -181,6 +179,4 @@ def evaluate(
             f"{len(rep.unmatched)} segmentation(s) without a true mask were skipped, e.g. {rep.unmatched[:3]}"
         )
     out_console.print(f"report: {out}/summary.csv, {out}/summary.json")
-    report_failures(rep.failed)
-    if rep.failed:
-        raise typer.Exit(1)
+    exit_on_failures(rep.failed)
