@@ -78,7 +78,8 @@ def run_dataset(
     fit_dir, seg_dir, eval_dir = out / name / "fit", out / name / "seg", out / name / "eval"
     if not (fit_dir / "model.safetensors").exists():
         fit = ["unsupervised", "fit", "--data", str(root), "--out", str(fit_dir), "--channel", spec["channel"],
-               "--epochs", str(args.epochs), "--crop", str(args.crop), "--seed", str(args.seed)]  # fmt: skip
+               "--epochs", str(args.epochs), "--crop", str(args.crop), "--seed", str(args.seed),
+               "--no-progress", *(["--normalise", args.normalise] if args.normalise else [])]  # fmt: skip
         call(fit + (["--resume"] if fit_dir.exists() else []), log)
     files = sorted(p for p in (root / "images").iterdir() if is_image_file(p))
     n = getattr(args, name)
@@ -143,6 +144,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=15, help="fit epochs (CUTS: up to 200)")
     ap.add_argument("--crop", type=int, default=64, help="fit crop side (CUTS: 128)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--normalise", default=None, help="fit --normalise (default: the CLI's, local)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     log_path = args.out / "calls.json"

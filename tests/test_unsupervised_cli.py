@@ -14,11 +14,15 @@ from tests.conftest import run_cli
 
 @pytest.fixture(scope="module")
 def cuts_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A CUTS encoder trained for a few epochs on the 24 synthetic 96 x 96 angiograms (no mask is read)."""
+    """A CUTS encoder trained on the 24 synthetic 96 x 96 angiograms (no mask is read; ~30 s).
+
+    50 epochs of 5 batches of 8 crops of 64 x 64: the setting validated on other synthetic images
+    (data seeds 1 and 2, ``bench/cuts_vs_kmeans_synthetic.py``) before this test's images were scored.
+    """
     out = tmp_path_factory.mktemp("cuts") / "run"
     code = run_cli(
-        ["unsupervised", "fit", "--data", synth_dir, "--out", out, "--epochs", 4, "--crop", 48,
-         "--batch-size", 8, "--seed", 0]
+        ["unsupervised", "fit", "--data", synth_dir, "--out", out, "--epochs", 50, "--crop", 64,
+         "--batch-size", 8, "--seed", 0, "--no-progress"]
     )  # fmt: skip
     assert code == 0
     return out
@@ -57,10 +61,28 @@ def test_segment_and_evaluate(cuts_run: Path, synth_dir: Path, tmp_path: Path) -
     assert summary["cuts"]["selection"] == "label-free" and summary["cuts"]["n"] == 2
     assert summary["oracle_cuts_best_level"]["selection"].startswith("ORACLE")
     # The best-set oracle bounds the label-free rule on the same map, image by image.
-    for key in ("cuts_kmeans", "cuts_persistent", "kmeans_intensity"):
+    for key in ("cuts_landmarks", "cuts_kmeans", "cuts_persistent", "kmeans_intensity"):
         assert summary[f"oracle_{key}_best_set"]["dice"] >= summary[key]["dice"] - 1e-9
     # Resuming skips finished images.
     assert run_cli(["unsupervised", "segment", images[0], "--model", cuts_run, "--out", out]) == 0
+
+
+def test_landmark_map_label_free_mask_beats_intensity_kmeans(
+    cuts_run: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    """Issue 5's end-to-end criterion, met by the landmark map: on synthetic angiograms the label-free
+    rule on the CUTS landmark clusters has a higher mean Dice than intensity k-means with the same
+    rule (6 images, no label used before ``evaluate``). The default K = 10 map does not meet it
+    (docs/results/unsupervised.md), so it is not asserted for ``cuts``."""
+    images = sorted((synth_dir / "images").iterdir())[:6]
+    out, rep = tmp_path / "seg", tmp_path / "report"
+    assert run_cli(["unsupervised", "segment", *images, "--model", cuts_run, "--out", out,
+                    "--landmarks", 200, "--vessel-map", "landmarks", "--no-figure"]) == 0  # fmt: skip
+    assert run_cli(["unsupervised", "evaluate", "--seg", out, "--truth", synth_dir, "--out", rep]) == 0
+    summary = json.loads((rep / "summary.json").read_text(encoding="utf-8"))
+    assert summary["cuts"]["n"] == summary["kmeans_intensity"]["n"] == 6
+    assert summary["cuts"]["dice"] == summary["cuts_landmarks"]["dice"]  # --vessel-map landmarks
+    assert summary["cuts_landmarks"]["dice"] > summary["kmeans_intensity"]["dice"]
 
 
 def test_bad_inputs_are_one_line_errors(cuts_run: Path, synth_dir: Path, tmp_path: Path) -> None:

@@ -22,10 +22,11 @@ def model() -> CUTSModel:
 def test_label_maps_have_the_image_shape(model: CUTSModel, normalise: str) -> None:
     image = synthetic_angiogram(0, SynthConfig(size=64))[0][:40, :52].astype(np.float32)
     seg = segment_image(model, image, SegmentConfig(landmarks=60, normalise=normalise))
-    for arr in (seg.kmeans, seg.persistent, seg.vessel, seg.vessel_persistent, seg.vesselness):
+    for arr in (seg.kmeans, seg.landmarks, seg.persistent, seg.vessel, seg.vessel_persistent, seg.vesselness):
         assert arr.shape == (40, 52)
     assert seg.levels.shape[1:] == (40, 52) and len(seg.levels) == len(seg.granularities) >= 1
-    assert np.unique(seg.kmeans).size == 10
+    assert np.unique(seg.kmeans).size == 10 and np.unique(seg.landmarks).size <= 60
+    assert np.array_equal(seg.vessel, seg.vessel_kmeans)  # the default vessel map
     assert seg.granularities == sorted(seg.granularities, reverse=True)  # finest first
     for lab, g in zip(seg.levels, seg.granularities, strict=True):
         assert np.unique(lab).size == g
@@ -38,7 +39,7 @@ def test_roi_outside_is_unlabelled_and_never_vessel(model: CUTSModel) -> None:
     roi = np.zeros(image.shape, bool)
     roi[8:40, 4:44] = True
     seg = segment_image(model, image, SegmentConfig(landmarks=40), roi)
-    for lab in (seg.kmeans, seg.persistent, *seg.levels):
+    for lab in (seg.kmeans, seg.landmarks, seg.persistent, *seg.levels):
         assert (lab[~roi] == -1).all() and (lab[roi] >= 0).all()
     for mask in (seg.vessel, seg.baselines["frangi_otsu"], seg.baselines["kmeans_intensity"]):
         assert not mask[~roi].any()

@@ -59,6 +59,9 @@ def fit(
     resume: Annotated[
         bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
     ] = False,
+    progress: Annotated[
+        bool, typer.Option(help="Show Lightning's progress bar (turn off for logs and batch jobs).")
+    ] = True,
 ) -> None:
     """Train the CUTS encoder (4 x conv5, 128-d pixel embeddings) on unlabeled images. No label is read."""
     from dataclasses import replace
@@ -73,7 +76,7 @@ def fit(
         "seed": seed, "limit": limit, "precision": precision,
     }  # fmt: skip
     cfg = replace(cfg, data=str(data), out=str(out), **{k: v for k, v in given.items() if v is not None})
-    res = run_fit(cfg, resume=resume, announce=lambda s: console.print(s))
+    res = run_fit(cfg, resume=resume, progress=progress, announce=lambda s: console.print(s))
     loss = "-" if res.best_val_loss is None else f"{res.best_val_loss:.4f}"
     out_console.print(
         f"trained on {res.images} image(s) in {res.train_seconds:.0f} s; best epoch {res.best_epoch}, "
@@ -106,7 +109,11 @@ def segment(
         int, typer.Option(help="Feature-space landmarks the pixels are quantised to (the speed-up).")
     ] = 1000,
     vessel_map: Annotated[
-        str, typer.Option(help="Label map the vessel mask is selected from: kmeans or persistent.")
+        str,
+        typer.Option(
+            help="Label map the vessel mask is selected from: kmeans (spectral k-means), landmarks "
+            "(the finest partition; best on synthetic images, worse on real ones) or persistent."
+        ),
     ] = "kmeans",
     no_baselines: Annotated[
         bool, typer.Option("--no-baselines", help="Skip Frangi + Otsu and intensity k-means.")

@@ -5,8 +5,9 @@ or the ``--roi`` field of view): both prediction and truth are restricted to it.
 
 Label-free (what a user gets, no ground truth involved):
 
-* ``cuts``: the default CUTS vessel mask; ``cuts_kmeans`` / ``cuts_persistent``: the label-free rule
-  on the spectral k-means map / on the persistent-structure map;
+* ``cuts``: the CUTS vessel mask (``--vessel-map``, default the spectral k-means map);
+  ``cuts_kmeans`` / ``cuts_landmarks`` / ``cuts_persistent``: the label-free rule on the spectral
+  k-means map / on the landmark clusters (the finest partition) / on the persistent-structure map;
 * ``frangi_otsu`` and ``kmeans_intensity``: the baselines.
 
 ORACLE (reads the true mask to choose clusters; never available in practice):
@@ -37,13 +38,14 @@ from angioseg.metrics.evaluate import write_report
 from angioseg.unsupervised.selection import oracle_best_set, oracle_hint
 from angioseg.utils import atomic_open, write_json
 
-LABEL_FREE = ("cuts", "cuts_kmeans", "cuts_persistent", "frangi_otsu", "kmeans_intensity")
+LABEL_FREE = ("cuts", "cuts_kmeans", "cuts_landmarks", "cuts_persistent", "frangi_otsu", "kmeans_intensity")
 ORACLE = (
     "oracle_cuts_kmeans",
     "oracle_cuts_persistent",
     "oracle_cuts_best_level",
     "oracle_kmeans_intensity",
     "oracle_cuts_kmeans_best_set",
+    "oracle_cuts_landmarks_best_set",
     "oracle_cuts_persistent_best_set",
     "oracle_kmeans_intensity_best_set",
 )
@@ -93,6 +95,9 @@ def predictions(npz: np.lib.npyio.NpzFile, truth: np.ndarray) -> dict[str, np.nd
     for key in ("kmeans", "persistent"):
         preds[f"oracle_cuts_{key}"] = oracle_hint(npz[key], truth, roi)
         preds[f"oracle_cuts_{key}_best_set"] = oracle_best_set(npz[key], truth, roi)
+    if "landmarks" in npz:  # segmentations written before the landmark map was saved lack it
+        preds["cuts_landmarks"] = npz["vessel_landmarks"]
+        preds["oracle_cuts_landmarks_best_set"] = oracle_best_set(npz["landmarks"], truth, roi)
     levels = [oracle_hint(lab, truth, roi) for lab in npz["levels"]]
     if levels:
         t = truth & roi
