@@ -20,6 +20,7 @@ def main() -> None:
     from skimage.filters import threshold_otsu
 
     from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
+    from angioseg.metrics.overlap import dice
     from angioseg.unsupervised.baselines import intensity_kmeans, vesselness, winsorise
     from angioseg.unsupervised.selection import label_free_mask
 
@@ -28,9 +29,6 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=256, help="image side (px)")
     ap.add_argument("--catheter", action="store_true", help="put a catheter in every image")
     args = ap.parse_args()
-
-    def dice(a: np.ndarray, b: np.ndarray) -> float:
-        return float(2 * (a & b).sum() / max(1, a.sum() + b.sum()))
 
     rows: dict[str, list[tuple[float, float]]] = {}
     truth_frac = []

@@ -7,6 +7,7 @@ import itertools
 import numpy as np
 
 from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
+from angioseg.metrics.overlap import dice
 from angioseg.unsupervised.baselines import fill_outside, frangi_otsu, intensity_kmeans, vesselness, winsorise
 from angioseg.unsupervised.selection import (
     cluster_table,
@@ -57,10 +58,6 @@ def test_oracle_hint_takes_the_majority_cluster_under_the_truth() -> None:
     assert not oracle_hint(labels, np.zeros_like(truth)).any()
 
 
-def _dice(a: np.ndarray, b: np.ndarray) -> float:
-    return 2 * float((a & b).sum()) / float(a.sum() + b.sum())
-
-
 def test_oracle_best_set_is_the_dice_optimal_union_of_clusters() -> None:
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -68,13 +65,13 @@ def test_oracle_best_set_is_the_dice_optimal_union_of_clusters() -> None:
         truth = rng.random((12, 12)) < np.array([0.9, 0.7, 0.5, 0.3, 0.1, 0.0])[labels]
         roi = rng.random((12, 12)) < 0.8
         best = max(
-            _dice(np.isin(labels, s) & roi, truth & roi)
+            dice(np.isin(labels, s) & roi, truth & roi)
             for r in range(1, 7)
             for s in itertools.combinations(range(6), r)
         )
         mask = oracle_best_set(labels, truth, roi)
         assert not mask[~roi].any()
-        assert _dice(mask, truth & roi) == best
+        assert dice(mask, truth & roi) == best
     # Two clusters beat the single majority cluster (the CUTS label_hint) here.
     labels = np.array([[0, 0, 1, 1, 2, 2]])
     truth = np.array([[1, 1, 1, 1, 0, 0]], bool)
@@ -131,6 +128,6 @@ def test_winsorised_frangi_otsu_beats_raw_otsu_on_synthetic_angiograms() -> None
         x = img.astype(np.float32)
         v = vesselness(x)
         for out, m in ((new, frangi_otsu(x, vess=v)), (raw, v > threshold_otsu(v))):
-            out.append(2 * (m & truth).sum() / (m.sum() + truth.sum()))
+            out.append(dice(m, truth))
     assert np.mean(new) > 0.40
     assert np.mean(new) > np.mean(raw) + 0.03
