@@ -23,6 +23,7 @@ from pathlib import Path
 
 ROWS = (
     "cuts",
+    "cuts_spread",
     "cuts_landmarks",
     "cuts_kmeans",
     "cuts_persistent",

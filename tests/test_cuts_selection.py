@@ -5,16 +5,20 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import pytest
 
 from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
 from angioseg.metrics.overlap import dice
 from angioseg.unsupervised.baselines import fill_outside, frangi_otsu, intensity_kmeans, vesselness, winsorise
+from angioseg.unsupervised.diffusion import alpha_decay_kernel, diffusion_operator, distances
 from angioseg.unsupervised.selection import (
     cluster_table,
     label_free_mask,
+    label_spreading,
     oracle_best_set,
     oracle_hint,
     select_vessel_clusters,
+    spread_vessel_mask,
 )
 
 
@@ -131,3 +135,41 @@ def test_winsorised_frangi_otsu_beats_raw_otsu_on_synthetic_angiograms() -> None
             out.append(dice(m, truth))
     assert np.mean(new) > 0.40
     assert np.mean(new) > np.mean(raw) + 0.03
+
+
+def test_label_spreading_is_the_limit_of_the_iteration() -> None:
+    rng = np.random.default_rng(0)
+    k = rng.random((12, 12)) * (rng.random((12, 12)) < 0.4)
+    k = k + k.T + np.eye(12)
+    p = diffusion_operator(k, rng.integers(1, 50, 12).astype(float))
+    y = np.zeros((12, 2))
+    y[[0, 3], 0] = 1
+    y[[5, 7, 11], 1] = 1
+    f = y.copy()
+    for _ in range(400):
+        f = 0.8 * (p @ f) + 0.2 * y
+    np.testing.assert_allclose(label_spreading(p, y, alpha=0.8), f, atol=1e-10)
+    np.testing.assert_allclose(label_spreading(p, y, alpha=0.0), y)
+    with pytest.raises(ValueError, match="alpha"):
+        label_spreading(p, y, alpha=1.0)
+
+
+def test_spread_mask_follows_the_embedding_graph() -> None:
+    """Landmarks 0-3 sit together in feature space (a vessel), 4-9 are background and 10 is a dark,
+    tubular-looking landmark whose embedding lies among the background ones. The rule on the
+    clusters takes 0, 1, 2 and 10; spreading adds 3 (a background seed by its weak vesselness, but
+    all its neighbours are vessel) and drops 10 (its neighbours are background)."""
+    labels = np.repeat(np.arange(11), 40).reshape(22, 20)
+    mv = np.array([1.0, 0.6, 0.55, 0.3, 0.0, 0.02, 0.04, 0.06, 0.08, 0.1, 0.9])
+    mi = np.array([50, 60, 60, 70, 200, 200, 200, 200, 200, 200, 50.0])
+    vess, image = mv[labels], mi[labels]
+    ring = [[10 + 0.1 * np.cos(a), 0.1 * np.sin(a)] for a in np.linspace(0, 2 * np.pi, 7)[:-1]]
+    points = np.array([[0, 0], [0.1, 0], [0, 0.1], [0.1, 0.1], *ring, [10, 0.05]])
+    graph = diffusion_operator(alpha_decay_kernel(distances(points), knn=2), np.full(11, 40.0))
+    assert select_vessel_clusters(labels, image, vess).tolist() == [0, 1, 2, 10]
+    mask = spread_vessel_mask(labels, graph, image, vess, negative_percentile=60, alpha=0.8)
+    np.testing.assert_array_equal(mask, np.isin(labels, [0, 1, 2, 3]))
+    roi = labels < 2
+    np.testing.assert_array_equal(spread_vessel_mask(labels, graph, image, vess, roi) & ~roi, False)
+    with pytest.raises(ValueError, match="landmarks"):
+        spread_vessel_mask(labels, graph[:5, :5], image, vess)

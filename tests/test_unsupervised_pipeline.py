@@ -22,11 +22,12 @@ def model() -> CUTSModel:
 def test_label_maps_have_the_image_shape(model: CUTSModel, normalise: str) -> None:
     image = synthetic_angiogram(0, SynthConfig(size=64))[0][:40, :52].astype(np.float32)
     seg = segment_image(model, image, SegmentConfig(landmarks=60, normalise=normalise))
-    for arr in (seg.kmeans, seg.landmarks, seg.persistent, seg.vessel, seg.vessel_persistent, seg.vesselness):
+    maps = (seg.kmeans, seg.landmarks, seg.persistent, seg.vessel, seg.vessel_persistent, seg.vessel_spread)
+    for arr in (*maps, seg.vesselness):
         assert arr.shape == (40, 52)
     assert seg.levels.shape[1:] == (40, 52) and len(seg.levels) == len(seg.granularities) >= 1
     assert np.unique(seg.kmeans).size == 10 and np.unique(seg.landmarks).size <= 60
-    assert np.array_equal(seg.vessel, seg.vessel_kmeans)  # the default vessel map
+    assert np.array_equal(seg.vessel, seg.vessel_spread)  # the default vessel map
     assert seg.granularities == sorted(seg.granularities, reverse=True)  # finest first
     for lab, g in zip(seg.levels, seg.granularities, strict=True):
         assert np.unique(lab).size == g

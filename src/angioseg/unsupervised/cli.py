@@ -111,10 +111,11 @@ def segment(
     vessel_map: Annotated[
         str,
         typer.Option(
-            help="Label map the vessel mask is selected from: kmeans (spectral k-means), landmarks "
-            "(the finest partition; best on synthetic images, worse on real ones) or persistent."
+            help="Where the vessel mask comes from: spread (the rule on the landmark clusters, spread "
+            "over the landmark graph; the default), kmeans (the spectral k-means map), landmarks (the "
+            "rule on the landmark clusters alone) or persistent. Every segment run saves all four."
         ),
-    ] = "kmeans",
+    ] = "spread",
     no_baselines: Annotated[
         bool, typer.Option("--no-baselines", help="Skip Frangi + Otsu and intensity k-means.")
     ] = False,
@@ -133,8 +134,12 @@ def segment(
     from angioseg.config import save_config
     from angioseg.unsupervised.fit import load_encoder
     from angioseg.unsupervised.outputs import segment_inputs
-    from angioseg.unsupervised.pipeline import SegmentConfig
+    from angioseg.unsupervised.pipeline import VESSEL_MAPS, SegmentConfig
 
+    if vessel_map not in VESSEL_MAPS:
+        raise typer.BadParameter(
+            f"must be one of {', '.join(VESSEL_MAPS)}, not {vessel_map!r}", param_hint="--vessel-map"
+        )
     enc, meta = load_encoder(model)
     base = SegmentConfig()
     cfg = replace(

@@ -5,9 +5,11 @@ or the ``--roi`` field of view): both prediction and truth are restricted to it.
 
 Label-free (what a user gets, no ground truth involved):
 
-* ``cuts``: the CUTS vessel mask (``--vessel-map``, default the spectral k-means map);
+* ``cuts``: the CUTS vessel mask (``--vessel-map``, default ``spread``, the same as ``cuts_spread``);
   ``cuts_kmeans`` / ``cuts_landmarks`` / ``cuts_persistent``: the label-free rule on the spectral
   k-means map / on the landmark clusters (the finest partition) / on the persistent-structure map;
+  ``cuts_spread``: label spreading of the landmark rule's decision over the landmark graph
+  (:func:`~angioseg.unsupervised.selection.spread_vessel_mask`);
 * ``frangi_otsu`` and ``kmeans_intensity``: the baselines.
 
 ORACLE (reads the true mask to choose clusters; never available in practice):
@@ -18,7 +20,8 @@ ORACLE (reads the true mask to choose clusters; never available in practice):
 * ``oracle_cuts_best_level``: that choice on every condensation level, keeping the level with the
   best Dice (the authors' "diffusion-best");
 * ``*_best_set``: the union of clusters of that map with the highest Dice
-  (:func:`~angioseg.unsupervised.selection.oracle_best_set`), an exact upper bound on the Dice of
+  (:func:`~angioseg.unsupervised.selection.oracle_best_set`; ``cuts_spread`` is bounded by the
+  landmark map's), an exact upper bound on the Dice of
   any cluster choice from the map, the label-free rule's included.
 """
 
@@ -38,7 +41,15 @@ from angioseg.metrics.evaluate import write_report
 from angioseg.unsupervised.selection import oracle_best_set, oracle_hint
 from angioseg.utils import atomic_open, write_json
 
-LABEL_FREE = ("cuts", "cuts_kmeans", "cuts_landmarks", "cuts_persistent", "frangi_otsu", "kmeans_intensity")
+LABEL_FREE = (
+    "cuts",
+    "cuts_kmeans",
+    "cuts_landmarks",
+    "cuts_persistent",
+    "cuts_spread",
+    "frangi_otsu",
+    "kmeans_intensity",
+)
 ORACLE = (
     "oracle_cuts_kmeans",
     "oracle_cuts_persistent",
@@ -98,6 +109,8 @@ def predictions(npz: np.lib.npyio.NpzFile, truth: np.ndarray) -> dict[str, np.nd
     if "landmarks" in npz:  # segmentations written before the landmark map was saved lack it
         preds["cuts_landmarks"] = npz["vessel_landmarks"]
         preds["oracle_cuts_landmarks_best_set"] = oracle_best_set(npz["landmarks"], truth, roi)
+    if "vessel_spread" in npz:  # likewise for the label-spreading mask
+        preds["cuts_spread"] = npz["vessel_spread"]
     levels = [oracle_hint(lab, truth, roi) for lab in npz["levels"]]
     if levels:
         t = truth & roi

@@ -44,6 +44,7 @@ NPZ_KEYS = (
     "vessel_landmarks",
     "vessel_kmeans",
     "vessel_persistent",
+    "vessel_spread",
     "frangi_otsu",
     "kmeans_intensity",
     "kmeans_intensity_labels",
@@ -126,6 +127,7 @@ def write_segmentation(out: Path, name: str, image: np.ndarray, seg: Segmentatio
         "vessel_landmarks": seg.vessel_landmarks,
         "vessel_kmeans": seg.vessel_kmeans,
         "vessel_persistent": seg.vessel_persistent,
+        "vessel_spread": seg.vessel_spread,
         "timing_names": np.asarray(list(seg.timings)),
         "timing_seconds": np.asarray(list(seg.timings.values())),
     }
