@@ -180,11 +180,15 @@ def _new_module(
 
 
 def _prepare(
-    cfg: FinetuneConfig, samples: dict[str, Sample], names: Sequence[str]
+    cfg: FinetuneConfig, samples: dict[str, Sample], names: Sequence[str], train: bool = False
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Preprocessed images and masks; masks are cleaned (small holes) only for ``train`` images.
+
+    Validation and test masks are the annotation as drawn (binarised and resized only).
+    """
     imgs, masks = [], []
     for n in names:
-        x, m = preprocess_pair(samples[n].image, samples[n].mask, cfg.preprocess)
+        x, m = preprocess_pair(samples[n].image, samples[n].mask, cfg.preprocess, train=train)
         imgs.append(x)
         masks.append(m)
     return imgs, masks  # type: ignore[return-value]
@@ -288,7 +292,7 @@ def run_finetune(
                 "images": len(all_samples),
             },
         )
-    train = _prepare(cfg, labeled, splits["finetune"])
+    train = _prepare(cfg, labeled, splits["finetune"], train=True)
     val = _prepare(cfg, labeled, splits["val"])
     lr, bs = cfg.lr, cfg.batch_size
     if cfg.kfold and not resume:
