@@ -73,8 +73,8 @@ def test_contrastive_run_skips_bad_files_and_has_no_decoder(synth_dir: Path, tmp
     summary = json.loads((run / "summary.json").read_text(encoding="utf-8"))
     assert summary["images"] == 5 and len(summary["failed"]) == 1 and "broken.png" in summary["failed"][0][0]
     assert (
-        json.loads((run / "method.json").read_text(encoding="utf-8"))["options"]["queue_size"] == 5
-    )  # clamped to the data
+        json.loads((run / "method.json").read_text(encoding="utf-8"))["options"]["queue_size"] == 65536
+    )  # MoCo v2's queue, not clamped to the data
     ft = ["finetune", "--data", synth_dir, "--out", tmp_path / "ft", "--pretrained", run, "--width", "4"]
     assert run_cli([*ft, "--transfer", "encoder+decoder"]) == 2
     assert run_cli(["reconstructions", run, "--data", data, "--out", tmp_path / "x.png"]) == 2

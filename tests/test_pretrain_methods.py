@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,8 @@ def batch_of(method: PretrainMethod, n: int = 4) -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
     images = torch.randn(n, 1, SIZE, SIZE)
     views = [method.view_transform(im) for im in images]
-    return {k: torch.stack([v[k] for v in views]) for k in views[0]}
+    batch = {k: torch.stack([v[k] for v in views]) for k in views[0]}
+    return {**batch, "index": torch.arange(n)}  # as ViewDataset adds it
 
 
 def test_registry_names() -> None:
@@ -53,6 +55,10 @@ def test_loss_decreases_on_a_fixed_batch(name: str) -> None:
     batch = batch_of(method)
     opt = torch.optim.Adam([p for p in method.parameters() if p.requires_grad], lr=2e-3)
     queue = getattr(method, "queue", None)
+    if queue is not None:  # MoCo: negatives from other images (an empty queue has none: zero loss)
+        method.enqueue(
+            torch.nn.functional.normalize(torch.randn(queue.shape), dim=1), torch.full((len(queue),), 99)
+        )
     saved = None if queue is None else (queue.clone(), method.queue_ptr.clone())
     losses = []
     for step in range(4):
@@ -141,10 +147,37 @@ def test_moco_queue_fifo() -> None:
     method.enqueue(keys[4:7])  # wraps: rows 4, 0, 1 replaced by keys 4, 5, 6 (the oldest go first)
     assert int(method.queue_ptr) == 2
     assert torch.equal(method.queue, torch.stack([keys[5], keys[6], keys[2], keys[3], keys[4]]))
-    method.enqueue(torch.ones(9, 2))
+    method.enqueue(torch.ones(9, 2), torch.arange(9))
     assert torch.equal(method.queue, torch.ones(5, 2)) and int(method.queue_ptr) == 0
-    assert METHODS["moco"].resolve_options({}, num_images=40)["queue_size"] == 40
-    assert METHODS["moco"].resolve_options({"queue_size": 16}, num_images=40)["queue_size"] == 16
+    assert method.queue_ids.tolist() == [4, 5, 6, 7, 8]
+    # MoCo v2's queue, whatever the dataset size (it was once clamped to the number of images).
+    assert METHODS["moco"].resolve_options({}, num_images=40) == {}
+    assert METHODS["moco"]({"width": 4}, image_size=SIZE).queue_size == 65536
+
+
+def test_moco_loss_leaves_out_empty_slots_and_the_images_own_stale_keys() -> None:
+    """The loss equals InfoNCE computed by hand over the negatives that remain."""
+    method = METHODS["moco"]({"width": 4}, image_size=SIZE, queue_size=6, dim=8, tau=0.2)
+    batch = batch_of(method, n=2)  # images 0 and 1
+    torch.manual_seed(5)
+    stored = torch.nn.functional.normalize(torch.randn(4, 8), dim=1)
+    method.enqueue(stored, torch.tensor([0, 1, 7, 0]))  # slots 4, 5 stay empty
+    assert method.negatives_mask(batch["index"], 2).tolist() == [
+        [True, False, False, True, True, True],
+        [False, True, False, False, True, True],
+    ]
+    q = method.embed(method.encoder, method.head, batch["query"]).detach()
+    k = method.embed(method.key_encoder, method.key_head, batch["key"])
+    loss = method(batch)["loss"].item()
+    expected = 0.0
+    for i, allowed in enumerate(([1, 2], [0, 2, 3])):
+        pos = float(q[i] @ k[i]) / 0.2
+        negs = [float(q[i] @ stored[j]) / 0.2 for j in allowed]
+        denom = sum(math.exp(v) for v in [pos, *negs])
+        expected += -math.log(math.exp(pos) / denom) / 2
+    assert loss == pytest.approx(expected, rel=1e-4)
+    # The batch's keys were queued with their image indices.
+    assert method.queue_ids.tolist() == [0, 1, 7, 0, 0, 1]
 
 
 def test_spark_sparse_encoder_keeps_masked_cells_at_zero() -> None:

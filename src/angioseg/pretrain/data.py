@@ -100,7 +100,8 @@ def load_unlabeled(
 
 
 class ViewDataset(Dataset[dict[str, torch.Tensor]]):
-    """Item ``i`` = ``transform(image_i)`` with ``image_i`` a ``1 x S x S`` tensor (views differ per call)."""
+    """Item ``i`` = ``transform(image_i)`` (``image_i`` a ``1 x S x S`` tensor; views differ per call)
+    plus ``"index"``: ``i``, so that a method can tell which queued keys came from the same image."""
 
     def __init__(self, images: np.ndarray, transform: Callable[[torch.Tensor], dict[str, torch.Tensor]]):
         self.images, self.transform = images, transform
@@ -109,4 +110,5 @@ class ViewDataset(Dataset[dict[str, torch.Tensor]]):
         return len(self.images)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        return self.transform(torch.from_numpy(self.images[i][None].copy()))
+        views = self.transform(torch.from_numpy(self.images[i][None].copy()))
+        return {**views, "index": torch.tensor(i, dtype=torch.long)}

@@ -3,8 +3,15 @@
 Query encoder = UNet encoder -> global average pooling of the bottleneck (``16 * width``
 channels, 1024 at width 64) -> MLP head (``16w -> 16w -> 128``, MoCo v2's ``dim_mlp -> dim_mlp ->
 dim``). The key encoder and head are momentum copies (m = 0.999). Keys of past batches wait in a
-queue of negatives (default 65 536, **clamped to the number of training images** so that a small
-dataset does not fill the queue with stale copies of the current images); InfoNCE with tau = 0.07.
+FIFO queue of negatives of MoCo v2's size (65 536, independent of the dataset size); InfoNCE with
+tau = 0.07.
+
+Two adaptations for small datasets, where the queue holds several keys of every image: each queued
+key remembers the index of the image it came from, and a query never uses its *own* image's earlier
+keys as negatives (they are stale positives, i.e. false negatives); and slots not yet written are
+not used as negatives (MoCo fills the queue with random vectors, overwritten within a few hundred
+steps on ImageNet; at CPU budgets of ~2000 keys they would be 97 % of a 65 536 queue and only dilute
+the loss). So the first step has no negative and a zero loss.
 
 Views (the CM-UNet authors' ``moco_data_module.py``, two independent draws of one transform):
 rotation U(-180, 180) with p 0.5, random resized crop (7/8 of the side, scale 0.2-1), Gaussian blur
@@ -40,6 +47,9 @@ from angioseg.pretrain.views import (
     relative_noise,
 )
 
+EMPTY = -1  # a queue slot never written
+UNKNOWN = -2  # a key whose image index was not given (never equal to a real index)
+
 
 @dataclass(frozen=True)
 class MoCoViews:
@@ -66,6 +76,7 @@ class MoCo(PretrainMethod):
     paper_epochs = 500
     optim = OptimSpec(name="sgd", lr=0.03, momentum=0.9, weight_decay=1e-4, schedule="cosine")
     queue: torch.Tensor
+    queue_ids: torch.Tensor
     queue_ptr: torch.Tensor
 
     def __init__(
@@ -89,13 +100,9 @@ class MoCo(PretrainMethod):
         self.key_encoder = momentum_copy(self.encoder)
         self.key_head = momentum_copy(self.head)
         self.register_buffer("queue", F.normalize(torch.randn(queue_size, dim), dim=1))
+        # Image index of each queued key; EMPTY marks a slot never written (not a negative).
+        self.register_buffer("queue_ids", torch.full((queue_size,), EMPTY, dtype=torch.long))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-
-    @staticmethod
-    def resolve_options(options: dict[str, Any], num_images: int) -> dict[str, Any]:
-        """Clamp the queue to the number of training images."""
-        size = int(options.get("queue_size", 65536))
-        return {**options, "queue_size": max(1, min(size, num_images))}
 
     @property
     def view_transform(self) -> ViewTransform:
@@ -113,27 +120,44 @@ class MoCo(PretrainMethod):
         return F.normalize(head(encoder(x)[-1].float().mean(dim=(2, 3))), dim=1)
 
     @torch.no_grad()
-    def enqueue(self, keys: torch.Tensor) -> None:
-        """FIFO: write ``keys`` (N x dim) over the oldest entries of the ring buffer."""
+    def enqueue(self, keys: torch.Tensor, ids: torch.Tensor | None = None) -> None:
+        """FIFO: write ``keys`` (N x dim) and their image ``ids`` (N) over the oldest entries."""
         k, n = self.queue.shape[0], keys.shape[0]
         keys = keys.detach().to(self.queue.dtype)
+        ids = torch.full((n,), UNKNOWN, dtype=torch.long) if ids is None else ids.to(torch.long)
+        ids = ids.to(self.queue_ids.device)
         if n >= k:
             self.queue.copy_(keys[-k:])
+            self.queue_ids.copy_(ids[-k:])
             self.queue_ptr.zero_()
             return
         ptr = int(self.queue_ptr)
         idx = (torch.arange(n, device=keys.device) + ptr) % k
         self.queue[idx] = keys
+        self.queue_ids[idx.to(self.queue_ids.device)] = ids
         self.queue_ptr.fill_((ptr + n) % k)
 
+    def negatives_mask(self, ids: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """``B x K`` bool: True where a queued key is no negative for the query (empty slot, own image)."""
+        excluded = (self.queue_ids == EMPTY).expand(batch, -1)
+        if ids is None:
+            return excluded
+        return excluded | (self.queue_ids[None, :] == ids.to(self.queue_ids.device)[:, None])
+
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """``query``, ``key``: ``B x 1 x C x C`` -> ``{"loss"}`` (InfoNCE against key + queue)."""
+        """``query``, ``key``: ``B x 1 x C x C``; optional ``index`` (B) -> ``{"loss"}``.
+
+        InfoNCE of each query against its key (positive) and the queued keys of *other* images.
+        """
         q = self.embed(self.encoder, self.head, batch["query"])
         with torch.no_grad():
             k = self.embed(self.key_encoder, self.key_head, batch["key"])
+        ids = batch.get("index")
         logits = moco_logits(q, k, self.queue.clone(), self.tau)
+        excluded = self.negatives_mask(ids, q.shape[0])
+        logits = torch.cat([logits[:, :1], logits[:, 1:].masked_fill(excluded, float("-inf"))], dim=1)
         loss = F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long, device=q.device))
-        self.enqueue(self.gather(k))
+        self.enqueue(self.gather(k), None if ids is None else self.gather(ids))
         return {"loss": loss}
 
     def after_step(self, progress: float) -> None:

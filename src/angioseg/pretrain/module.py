@@ -67,7 +67,10 @@ class PretrainModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         if self.hparams["channels_last"]:
-            batch = {k: v.contiguous(memory_format=torch.channels_last) for k, v in batch.items()}
+            batch = {
+                k: v.contiguous(memory_format=torch.channels_last) if v.ndim == 4 else v
+                for k, v in batch.items()
+            }
         out = self.method(batch)
         n = next(iter(batch.values())).shape[0]
         self.log(
