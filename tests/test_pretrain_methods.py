@@ -207,6 +207,28 @@ def test_spark_batchnorm_uses_visible_positions_only() -> None:
     assert y[0, 0, 0, 1] == 0 and y[0, 0, 0, 0].item() == pytest.approx(-1.0, abs=1e-4)
 
 
+def test_cmunet_adapter_follows_the_contrastive_encoder_and_is_fixed() -> None:
+    """Paper: contrastive encoder -> adapter (Conv2D, shape compatibility); no gradient on that branch."""
+    method = make("cmunet")
+    batch = batch_of(method, n=2)
+    width = 4
+    assert tuple(method.adapter.shape) == (width, 16 * width)
+    assert "adapter" not in dict(method.named_parameters())  # never optimised ...
+    assert "adapter" in method.state_dict()  # ... but kept in the checkpoint
+    method.eval()
+    bottleneck = method.target_encoder(batch["target"])[-1].float()
+    expected = method.target_projector(
+        torch.einsum("oc,bchw->bo", method.adapter, bottleneck) / bottleneck[0, 0].numel()
+    )
+    got = method.target_embedding(batch["target"])
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert torch.equal(method.target_embedding(batch["target"]), got)  # the same map every call
+    online = method.online_embedding(method.backbone.encoder(batch["online"]))
+    method.adapter.mul_(2.0)
+    assert not torch.allclose(method.target_embedding(batch["target"]), got)
+    assert torch.allclose(method.online_embedding(method.backbone.encoder(batch["online"])), online)
+
+
 def test_parameter_counts_at_width_64() -> None:
     # Paper (Table I): UNet 31.04 M, SparK 34.18 M, MoCo 37.70 M (query + key encoders), CM-UNet 121.49 M
     # (online networks, with a 77.07 M projector layer from flattening 224 x 224). Ours differ where
@@ -220,8 +242,10 @@ def test_parameter_counts_at_width_64() -> None:
         == counts["moco"]["trainable"]
         == 18_849_984 + 1024 * 1024 + 1024 + 1024 * 128 + 128
     )
-    assert counts["cmunet"]["trainable"] == 46_062_977
-    assert counts["cmunet"]["momentum"] == 18_849_984 + 1_970_688
+    # Projector 64 -> 1536 (+BN) -> 256 on the feature decoder's width; the adapter is a fixed buffer.
+    projector = 64 * 1536 + 1536 + 2 * 1536 + 1536 * 256
+    assert counts["cmunet"]["momentum"] == 18_849_984 + projector
+    assert counts["cmunet"]["trainable"] == 44_521_857
 
 
 def test_real_unlabeled_angiograms_load_and_train_one_step() -> None:

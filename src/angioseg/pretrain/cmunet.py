@@ -12,9 +12,9 @@ recorded in ``seed_repositories_notes.md`` section 1.4:
 * reconstruction: encoder -> pixel decoder (the backbone UNet's decoder and 1x1 head) -> MSE on
   masked pixels against the per-patch normalised online view;
 * contrast: encoder features -> feature decoder (a second UNet decoder) -> spatial mean ->
-  adapter -> projector (-> 1536 -> 256) -> predictor (256 -> 1536 -> 256); target: momentum
-  encoder bottleneck of the target view -> spatial mean -> momentum projector;
-  InfoNCE with tau = 0.07 scaled by 2 tau; loss = 1 * contrastive + 1 * reconstruction;
+  projector (-> 1536 -> 256) -> predictor (256 -> 1536 -> 256); target: momentum encoder bottleneck
+  of the target view -> adapter -> spatial mean -> momentum projector; InfoNCE with tau = 0.07
+  scaled by 2 tau; loss = 1 * contrastive + 1 * reconstruction;
 * EMA m = 0.996 (constant) on the encoder and projector; AdamW beta (0.9, 0.95), weight decay
   0.05, lr 1.5e-4 per 256 images, linear warm-up for 40 of 300 epochs then cosine.
 
@@ -22,10 +22,18 @@ Fixed with respect to the authors' code: each image keeps its own mask (the code
 mask to the batch); the target is the *spatially* pooled bottleneck (the code created a new random
 1x1 convolution in every forward pass and flattened 256 x 14 x 14 into a 50 176-wide projector,
 77 M parameters); the online side is pooled over space, not channels; the reconstruction target is
-normalised per patch (the code: per row; ``target_norm="row"`` restores it). The paper's "adapter
-for shape compatibility" is a registered, trained linear map from the feature decoder's ``width``
-channels to the bottleneck's ``16 * width`` (equal to a 1x1 convolution before the spatial mean),
-so that online and target vectors enter projectors of the same shape, as EMA requires.
+normalised per patch (the code: per row; ``target_norm="row"`` restores it).
+
+The paper's "adapter for shape compatibility, implemented as a Conv2D layer" sits, as in the paper,
+after the contrastive (momentum) encoder: a 1x1 convolution from the bottleneck's ``16 * width``
+channels to the feature decoder's ``width``, so that online and target vectors enter projectors of
+the same shape, as EMA requires. The target branch carries no gradient (stop-gradient, as in CMAE),
+so the adapter is never trained: it is a fixed random map with orthonormal rows, drawn once from the
+run's seed and kept in the checkpoint (the authors' code drew a new one in every forward pass). It is
+applied after the spatial mean, which is the same as before it for a 1x1 convolution.
+
+Intensity normalisation: the paper z-scores with the dataset's mean and SD; we keep the authors'
+code's per-image z-score (``docs/pretraining.md`` says why).
 """
 
 from __future__ import annotations
@@ -70,6 +78,8 @@ class ShiftedViews:
 
 class CMUNet(PretrainMethod):
     """Contrastive masked UNet; the exported UNet is the online encoder + pixel decoder."""
+
+    adapter: torch.Tensor
 
     name = "cmunet"
     reconstructs = True
@@ -120,8 +130,8 @@ class CMUNet(PretrainMethod):
         bottleneck = width * 2**depth
         self.backbone = build_model(cfg)
         self.feature_decoder = UNetDecoder(cfg["spatial_dims"], width, depth, cfg["act"])
-        self.adapter = torch.nn.Linear(width, bottleneck)
-        self.projector = mlp(bottleneck, proj_hidden, proj_dim)
+        self.register_buffer("adapter", torch.nn.init.orthogonal_(torch.empty(width, bottleneck)))
+        self.projector = mlp(width, proj_hidden, proj_dim)
         self.predictor = mlp(proj_dim, proj_hidden, proj_dim)
         self.target_encoder = momentum_copy(self.backbone.encoder)
         self.target_projector = momentum_copy(self.projector)
@@ -144,13 +154,13 @@ class CMUNet(PretrainMethod):
     def online_embedding(self, feats: list[torch.Tensor]) -> torch.Tensor:
         """Encoder features of the masked view -> ``B x proj_dim`` prediction (feature decoder path)."""
         pooled = self.feature_decoder(feats).float().mean(dim=(2, 3))
-        return self.predictor(self.projector(self.adapter(pooled)))
+        return self.predictor(self.projector(pooled))
 
     @torch.no_grad()
     def target_embedding(self, target: torch.Tensor) -> torch.Tensor:
-        """Momentum encoder bottleneck of the target view -> spatial mean -> momentum projector."""
+        """Momentum encoder bottleneck of the target view -> adapter -> spatial mean -> momentum projector."""
         pooled = self.target_encoder(target)[-1].float().mean(dim=(2, 3))
-        return self.target_projector(pooled)
+        return self.target_projector(pooled @ self.adapter.t())
 
     def forward(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """``online``, ``target``: ``B x 1 x C x C`` -> ``{"loss", "loss_rc", "loss_ct"}``."""
