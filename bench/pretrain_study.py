@@ -3,8 +3,10 @@
 For every method: pretrain on unlabeled angiograms (``run_pretrain``), then fine-tune with
 ``--labeled`` images of a labeled set (``run_finetune``) for every seed; do the same fine-tuning
 from scratch ("none"); the test split is fixed (``test_seed`` 42) and never used for any choice
-(the best epoch is picked on the validation split). Prints and writes ``results.md`` and
-``results.json`` (mean and standard deviation over seeds of the test metrics, wall and CPU times).
+(the best epoch is picked on the validation split), and no pretraining image may have the pixels
+of a test image (checked before pretraining, and again by every fine-tuning run). Prints and
+writes ``results.md`` and ``results.json`` (mean and standard deviation over seeds of the test
+metrics, wall and CPU times).
 
 Resumable: finished runs are skipped, interrupted ones resumed, so the study can be stopped and
 restarted. Heavy: run it under the shared lock, e.g.::
@@ -23,7 +25,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from angioseg.data.datasets import load_dataset
+from angioseg.data.leakage import sample_hashes
 from angioseg.data.preprocess import PreprocessConfig
+from angioseg.data.splits import SplitSpec, make_splits
 from angioseg.pretrain import METHOD_NAMES
 from angioseg.pretrain.run import PretrainConfig, run_pretrain
 from angioseg.train.finetune import FinetuneConfig, run_finetune
@@ -41,7 +46,16 @@ def timed(fn: Any, *args: Any, **kwargs: Any) -> tuple[Any, float, float, list[f
     return out, time.perf_counter() - wall, time.process_time() - cpu, [load, os.getloadavg()[0]]
 
 
-def pretrain(args: argparse.Namespace, method: str) -> dict[str, Any]:
+def held_out_hashes(labeled_data: Path) -> dict[str, str]:
+    """Pixel hashes of the test split that every fine-tuning run of the study draws (it depends only
+    on the labeled names, the test share and ``test_seed``, all fine-tuning defaults here)."""
+    ft = FinetuneConfig()
+    labeled = {s.name: s for s in load_dataset(labeled_data) if s.mask is not None}
+    test = make_splits(sorted(labeled), SplitSpec(ft.test, ft.val, test_seed=ft.test_seed))["test"]
+    return sample_hashes(labeled, test)
+
+
+def pretrain(args: argparse.Namespace, method: str, exclude: dict[str, str]) -> dict[str, Any]:
     run = args.out / "pretrain" / method
     record = run / "study.json"
     if record.exists():
@@ -63,7 +77,7 @@ def pretrain(args: argparse.Namespace, method: str) -> dict[str, Any]:
         preprocess=PreprocessConfig(image_size=args.size),
     )
     res, wall, cpu, load = timed(
-        run_pretrain, cfg, resume=(run / "config.yaml").exists(), progress=args.progress
+        run_pretrain, cfg, resume=(run / "config.yaml").exists(), progress=args.progress, exclude=exclude
     )
     out = {
         "method": method,
@@ -186,7 +200,8 @@ def main() -> None:
     write_json(
         args.out / "study_args.json", {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()}
     )
-    pre = {m: pretrain(args, m) for m in args.methods}
+    exclude = held_out_hashes(args.labeled_data)
+    pre = {m: pretrain(args, m, exclude) for m in args.methods}
     rows = {c: [finetune(args, c, s) for s in args.seeds] for c in ["none", *args.methods]}
     md = table(rows, pre)
     (args.out / "results.md").write_text(md + "\n")

@@ -23,3 +23,7 @@ class DataError(AngiosegError):
 
 class CheckpointError(AngiosegError):
     """A checkpoint is not an angioseg checkpoint or does not match the model it is loaded into."""
+
+
+class LeakageError(AngiosegError):
+    """Images a model was (or would be) pretrained on are also test images."""

@@ -6,6 +6,10 @@
 * A failing cell (or the pretraining it needs) is recorded as ``"status": "failed"`` with the error
   (and ``error.txt`` with the traceback) and the grid goes on; ``--resume`` retries it from scratch.
 * ``results.csv`` is rewritten after every cell, so a long study can be read while it runs.
+* Before any cell runs, an external pretraining folder is refused when one of its images has the
+  pixels of a test image (any name or format; :mod:`angioseg.data.leakage`). Its images are read
+  through the pretraining cache, so the first pretraining run does not read them again; every
+  cell checks its pretraining run's recorded hashes against its own test split once more.
 
 Ctrl-C (``SystemExit`` from Lightning, ``KeyboardInterrupt``) stops the whole study; it is not a
 failed cell.
@@ -27,6 +31,7 @@ from typing import Any
 
 from angioseg.config import from_dict, to_dict
 from angioseg.data.datasets import Sample, load_dataset
+from angioseg.data.leakage import check_no_test_images, read_image_hashes, sample_hashes
 from angioseg.errors import AngiosegError, DataError
 from angioseg.experiment.config import (
     SPLIT,
@@ -37,7 +42,7 @@ from angioseg.experiment.config import (
 )
 from angioseg.experiment.plan import Cell, Plan, PretrainRun, link_images, make_plan
 from angioseg.experiment.results import best_val_dice, cell_row, collect_rows, write_results_csv
-from angioseg.pretrain.run import PretrainConfig, run_pretrain
+from angioseg.pretrain.run import PretrainConfig, pretraining_images, run_pretrain
 from angioseg.train.finetune import run_finetune
 from angioseg.utils import write_json
 
@@ -124,6 +129,39 @@ def ensure_pretrain(
     timing = {"wall_seconds": time.perf_counter() - wall, "cpu_seconds": time.process_time() - cpu}
     write_json(timing_path, timing)
     return {**json.loads(summary_path.read_text(encoding="utf-8")), **timing}
+
+
+def check_external_pretraining(
+    cfg: ExperimentConfig,
+    plan: Plan,
+    samples: dict[str, Sample],
+    out: Path,
+    announce: Announce | None = None,
+) -> None:
+    """Refuse an external ``pretrain_data`` folder that holds a test image (same pixels, any name).
+
+    A finished pretraining run is checked by its ``pretrain_images.json``; an unfinished one reads
+    its images now, as its pretraining will (through the same cache, so they are read once). A
+    split's own pool is disjoint from the test split by name; its cells check the content.
+
+    Raises:
+        LeakageError: listing every pretraining file that equals a test image.
+    """
+    external = [r for r in plan.pretrain_runs.values() if r.pool is None]
+    if not external:
+        return
+    test = sample_hashes(samples, sorted({n for c in plan.cells for n in c.splits["test"]}))
+    for run in external:
+        recorded = read_image_hashes(run.run_dir)
+        if recorded is None:
+            if announce:
+                announce(f"reading {run.data} for {run.key} (its images must not be test images)")
+            try:
+                data = pretraining_images(_pretrain_config(cfg, run, out))
+            except AngiosegError:
+                continue  # unreadable folder, bad options: its pretraining fails and says why
+            recorded = list(zip(data.sources, data.hashes, strict=True))
+        check_no_test_images(recorded, test, f"pretrain_data {run.data}")
 
 
 def _write_splits(cell: Cell) -> None:
@@ -307,6 +345,7 @@ def _run_grid(
             cfg.labeled_data, "no labeled image (expected images/ and masks/ with the same names)"
         )
     plan = make_plan(cfg, out, sorted(samples))
+    check_external_pretraining(cfg, plan, samples, out, announce)
     write_json(out / "plan.json", plan.summary())
     pre_done: dict[str, dict[str, Any]] = {}
     pre_failed: dict[str, str] = {}
@@ -374,4 +413,11 @@ def _write_error(path: Path) -> None:
     path.write_text(traceback.format_exc(), encoding="utf-8")
 
 
-__all__ = ["ExperimentResult", "ensure_pretrain", "open_study", "run_cell", "run_experiment"]
+__all__ = [
+    "ExperimentResult",
+    "check_external_pretraining",
+    "ensure_pretrain",
+    "open_study",
+    "run_cell",
+    "run_experiment",
+]

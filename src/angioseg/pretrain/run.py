@@ -1,7 +1,9 @@
 """``run_pretrain``: the whole pretraining pipeline in one run folder, as a library function.
 
 The run folder holds ``config.yaml`` (resolved options, reused by ``resume``), ``method.json``
-(resolved method options, parameter counts, data summary), Lightning's ``checkpoints/last.ckpt``
+(resolved method options, parameter counts, data summary), ``pretrain_images.json`` (every
+image's file and pixel hash, so that fine-tuning can refuse a test split that was pretrained on;
+:mod:`angioseg.data.leakage`), Lightning's ``checkpoints/last.ckpt``
 (every epoch, for resume) and ``logs/``, and finally ``model.safetensors`` + ``model.json``: the
 backbone UNet tensors (``encoder.*``, ``decoder.*``, ``head.*``) that ``angioseg finetune
 --pretrained RUN_DIR`` loads.
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from angioseg.config import load_config, save_config
+from angioseg.data.leakage import check_no_test_images, write_image_hashes
 from angioseg.data.preprocess import PreprocessConfig
 from angioseg.errors import AngiosegError
 from angioseg.pretrain import method_class
@@ -120,20 +123,38 @@ def _resolve(cfg: PretrainConfig) -> PretrainConfig:
     return replace(cfg, epochs=epochs, preprocess=replace(cfg.preprocess, image_size=cfg.image_size))
 
 
+def pretraining_images(cfg: PretrainConfig) -> UnlabeledImages:
+    """The images ``cfg`` pretrains on, read (through ``cfg.cache_dir``) exactly as :func:`run_pretrain` reads them.
+
+    Raises:
+        AngiosegError: an unknown method or bad batch size; DataError: no readable image.
+    """
+    try:
+        cfg = _resolve(cfg)
+    except ValueError as exc:
+        raise AngiosegError(str(exc)) from None
+    return load_unlabeled(cfg.data, cfg.preprocess, cfg.limit, cfg.channel, cfg.cache_dir)
+
+
 def run_pretrain(
     cfg: PretrainConfig,
     resume: bool = False,
     progress: bool = True,
     announce: Callable[[str], None] | None = print,
+    exclude: Mapping[str, str] | None = None,
 ) -> PretrainResult:
     """Pretrain ``cfg.method`` on the images of ``cfg.data``; return where the weights are.
 
     With ``resume`` the run folder's ``config.yaml`` is used, except ``cfg.epochs`` when it is set,
     so a finished run can be extended; training continues from ``checkpoints/last.ckpt``.
+    ``exclude`` (``{test image: pixel hash}``, :func:`~angioseg.data.leakage.sample_hashes`) are
+    images that must not be pretrained on; they are checked once the images are read, before
+    anything is written or trained.
 
     Raises:
         AngiosegError: bad options, an existing run without ``resume`` (or nothing to resume), no
             readable image. Unreadable files are skipped and listed in the result.
+        LeakageError: an image of ``cfg.data`` has the same pixels as an image of ``exclude``.
     """
     from lightning.pytorch.utilities import rank_zero_only
 
@@ -156,6 +177,8 @@ def run_pretrain(
     data = load_unlabeled(cfg.data, cfg.preprocess, cfg.limit, cfg.channel, cfg.cache_dir)
     if len(data.images) < 2:
         raise AngiosegError(f"{cfg.data}: pretraining needs at least 2 images, found {len(data.images)}")
+    if exclude:
+        check_no_test_images(zip(data.sources, data.hashes, strict=True), exclude, cfg.data)
     if data.failed and announce:
         announce(f"skipping {len(data.failed)} unreadable file(s); listed at the end")
     module = build_module(cfg, len(data.images))
@@ -174,6 +197,7 @@ def run_pretrain(
                 "failed": data.failed,
             },
         )
+        write_image_hashes(run_dir, cfg.data, data.sources, data.hashes)
     batch = min(cfg.batch_size, len(data.images))
     loader = DataLoader(
         ViewDataset(data.images, method.view_transform),

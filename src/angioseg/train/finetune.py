@@ -2,7 +2,9 @@
 
 :func:`run_finetune` does, in one run folder:
 
-1. read the dataset, make (or reuse) the disjoint ``splits.json``;
+1. read the dataset, make (or reuse) the disjoint ``splits.json``; with ``--pretrained RUN``,
+   refuse a test split with an image the run was pretrained on (by pixel hash, any name or
+   format: :mod:`angioseg.data.leakage`);
 2. preprocess as in the paper and write the resolved ``config.yaml``;
 3. optionally choose learning rate and batch size by k-fold cross-validation on the fine-tuning
    images (a fresh model, with the same pretrained weights, for every fold and setting);
@@ -31,6 +33,7 @@ from angioseg.config import load_config, save_config, to_dict
 from angioseg.data.augment import paper_augmentations
 from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.io import write_png
+from angioseg.data.leakage import HASH_FILE, check_no_test_images, read_image_hashes, sample_hashes
 from angioseg.data.preprocess import PreprocessConfig, preprocess_pair
 from angioseg.data.splits import SplitSpec, load_or_make_splits
 from angioseg.errors import AngiosegError
@@ -245,6 +248,34 @@ def kfold_search(
     return float(best_row["lr"]), int(best_row["batch_size"]), rows
 
 
+def check_pretrained_images(
+    pretrained: str | Path,
+    samples: dict[str, Sample],
+    test: Sequence[str],
+    announce: Callable[[str], None] | None = None,
+) -> bool:
+    """Refuse a pretraining run that recorded one of the ``test`` images among its own (same pixels).
+
+    Returns whether the check could be made: a run folder without ``pretrain_images.json`` (made
+    before angioseg recorded it, or a bare checkpoint) is announced as unchecked.
+
+    Raises:
+        LeakageError: listing each pretraining file and the test image it equals.
+    """
+    if not Path(pretrained).exists():
+        return False  # loading it says so
+    recorded = read_image_hashes(pretrained)
+    if recorded is None:
+        if announce:
+            announce(
+                f"note: {pretrained} has no {HASH_FILE} (pretrained by an older angioseg?); "
+                "cannot check that its images exclude the test split"
+            )
+        return False
+    check_no_test_images(recorded, sample_hashes(samples, test), f"--pretrained {pretrained}")
+    return True
+
+
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / "config.yaml").exists():
@@ -282,6 +313,8 @@ def run_finetune(
         raise AngiosegError(
             f"{cfg.data}: too few labeled images ({len(labeled)}) for a fine-tuning and a validation split"
         )
+    if cfg.pretrained:
+        check_pretrained_images(cfg.pretrained, labeled, splits["test"], None if resume else announce)
     if not resume:
         save_config(run_dir / "config.yaml", cfg)
         write_json(
