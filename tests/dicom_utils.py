@@ -13,8 +13,12 @@ def write_dicom(
     spacing: tuple[float, float] | None = (0.3, 0.3),
     imager_spacing: bool = False,
     photometric: str = "MONOCHROME2",
+    **attributes: object,
 ) -> Path:
-    """``frames``: H x W or N x H x W uint8/uint16 array -> an XA DICOM file at ``path``."""
+    """``frames``: H x W or N x H x W uint8/uint16 array -> an XA DICOM file at ``path``.
+
+    ``attributes`` are further DICOM keywords to set, e.g. ``DistanceSourceToDetector=1000``.
+    """
     import pydicom
     from pydicom.dataset import FileDataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -45,6 +49,8 @@ def write_dicom(
             ds.ImagerPixelSpacing = [str(s) for s in spacing]
         else:
             ds.PixelSpacing = [str(s) for s in spacing]
+    for keyword, value in attributes.items():
+        setattr(ds, keyword, value)
     ds.PixelData = np.ascontiguousarray(frames).tobytes()
     pydicom.dcmwrite(str(path), ds, enforce_file_format=True)
     return path

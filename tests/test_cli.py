@@ -124,6 +124,39 @@ def test_segment_files_folders_cine_and_bad_files(trained: Path, synth_dir: Path
     assert len(list(csv.DictReader(open(out / "vessels.csv")))) == 3
 
 
+def test_segment_says_where_the_mm_come_from(
+    trained: Path, synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    img = np.asarray(read_mask(synth_dir / "masks" / "synth_0000.png"), np.uint8) * 200
+    sid_sod = {"DistanceSourceToDetector": "1000", "DistanceSourceToPatient": "800"}
+    write_dicom(inputs / "a_pixel.dcm", img, spacing=(0.3, 0.3))
+    write_dicom(
+        inputs / "b_factor.dcm", img, (0.4, 0.4), True, EstimatedRadiographicMagnificationFactor="1.6"
+    )
+    write_dicom(inputs / "c_sidsod.dcm", img, (0.4, 0.4), True, **sid_sod)
+    write_dicom(inputs / "d_detector.dcm", np.stack([img, img]), (0.4, 0.4), True)  # a cine of 2 frames
+    write_png(inputs / "e_png.png", img)
+    out = tmp_path / "seg"
+    assert run_cli(["segment", inputs, "--model", trained, "--out", out, "--no-overlay"]) == 0
+    rows = {r["name"]: r for r in csv.DictReader(open(out / "vessels.csv"))}
+    got = {n: (r["spacing_source"], r["magnification_source"], r["spacing_mm"]) for n, r in rows.items()}
+    assert got == {
+        "a_pixel": ("PixelSpacing", "", "0.3"),
+        "b_factor": ("ImagerPixelSpacing/magnification", "EstimatedRadiographicMagnificationFactor", "0.25"),
+        "c_sidsod": ("ImagerPixelSpacing/magnification", "SID/SOD", "0.32"),
+        "d_detector_f000": ("ImagerPixelSpacing uncorrected", "", "0.4"),
+        "d_detector_f001": ("ImagerPixelSpacing uncorrected", "", "0.4"),
+        "e_png": ("none", "", ""),
+    }
+    if float(rows["c_sidsod"]["mean_diam_px"]) > 0:  # mm = px x the corrected spacing
+        px, mm = float(rows["c_sidsod"]["mean_diam_px"]), float(rows["c_sidsod"]["mean_diam_mm"])
+        assert mm == pytest.approx(0.32 * px, rel=1e-5)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(inputs / "d_detector.dcm") in warnings[0]  # one line per file
+
+
 def test_segment_sliding_and_fast_modes(trained: Path, synth_dir: Path, tmp_path: Path) -> None:
     for extra in (["--mode", "sliding"], ["--fast"]):
         out = tmp_path / extra[0]
@@ -164,6 +197,36 @@ def test_evaluate_pairs_by_name(tmp_path: Path) -> None:
     assert [r["name"] for r in rows] == ["im0", "im1", "im2"] and float(rows[0]["dice"]) == 1
     s = json.loads((out / "summary.json").read_text(encoding="utf-8"))
     assert s["n"] == 3 and (out / "bland_altman.png").stat().st_size > 1000
+
+
+def test_evaluate_pairs_truth_suffixes_and_rejects_ambiguous_names(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # truths as a dataset stores them (im0_gt, im1_mask, im2), predictions as tools name them
+    truth, pred = tmp_path / "data" / "masks", tmp_path / "pred"
+    for i, (t_name, p_name) in enumerate([("im0_gt", "im0"), ("im1_mask", "im1_pred"), ("im2", "im2_seg")]):
+        m = np.zeros((40, 40), bool)
+        m[10 + 3 * i : 15 + 3 * i, 5:35] = True  # a 5 x 30 bar, a different one per image
+        write_png(truth / f"{t_name}.png", m)
+        write_png(pred / f"{p_name}.png", np.roll(m, i, axis=0))  # shifted by i rows
+    out = tmp_path / "ev"
+    assert run_cli(["evaluate", "--pred", pred, "--truth", tmp_path / "data", "--out", out]) == 0
+    rows = {r["name"]: float(r["dice"]) for r in csv.DictReader(open(out / "metrics.csv"))}
+    # overlap of two 5-row bars i rows apart: (5 - i) / 5
+    assert rows == pytest.approx({"im0": 1.0, "im1": 0.8, "im2": 0.6})
+    summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+    assert summary["n"] == 3 and summary["dice"] == pytest.approx(0.8)
+    # a truth im0.png beside im0_gt.png: which one is meant? a clear error naming both
+    write_png(truth / "im0.png", np.zeros((40, 40), bool))
+    assert run_cli(["evaluate", "--pred", pred, "--truth", truth, "--out", out]) == 2
+    err = capsys.readouterr().err
+    assert f"{truth}: two truth files pair with the name 'im0' (im0.png and im0_gt.png)" in err
+    (truth / "im0.png").unlink()
+    write_png(pred / "im1.png", np.zeros((40, 40), bool))  # beside im1_pred.png
+    assert run_cli(["evaluate", "--pred", pred, "--truth", truth, "--out", out]) == 2
+    assert (
+        "two prediction files pair with the name 'im1' (im1.png and im1_pred.png)" in capsys.readouterr().err
+    )
 
 
 def test_synth_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -219,3 +282,37 @@ def test_same_seed_same_weights(tmp_path: Path, synth_dir: Path) -> None:
         load_file(str(tmp_path / "b" / "model.safetensors")),
     )
     assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+
+
+def test_finetune_keeps_cine_frames_and_groups_in_one_split(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from angioseg.data.datasets import load_dataset
+    from angioseg.train.finetune import FinetuneConfig, finetune_splits
+
+    # 4 cine runs of 3 frames (masks named <file>_fNNN); groups.csv joins run0 and run1 (one patient)
+    data = tmp_path / "cines"
+    (data / "images").mkdir(parents=True)
+    masks = [read_mask(synth_dir / "masks" / f"synth_{i:04d}.png") for i in range(12)]
+    for c in range(4):
+        frames = np.stack([np.asarray(m, np.uint8) * 200 for m in masks[3 * c : 3 * c + 3]])
+        write_dicom(data / "images" / f"run{c}.dcm", frames)
+        for f in range(3):
+            write_png(data / "masks" / f"run{c}_f{f:03d}.png", masks[3 * c + f])
+    groups = tmp_path / "groups.csv"
+    groups.write_text("name,group\nrun0.dcm,patient1\nrun1,patient1\n", encoding="utf-8")
+    cfg = FinetuneConfig(data=str(data), test=3, val=3, groups=str(groups))
+    finetune_splits(cfg, load_dataset(data), tmp_path / "run")
+    splits = json.loads((tmp_path / "run" / "splits.json").read_text(encoding="utf-8"))
+    where = {n: k for k in ("test", "val", "finetune", "pretrain") for n in splits[k]}
+    assert len(where) == 12
+    for c in range(4):
+        assert len({where[f"run{c}_f{f:03d}"] for f in range(3)}) == 1
+    assert where["run0_f000"] == where["run1_f000"]
+    assert splits["spec"]["groups"] == str(groups) and len(splits["groups"]) == 3
+    # the CLI passes --groups on; a groups.csv naming an unknown file stops before training
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,group\nrun9.dcm,x\n", encoding="utf-8")
+    args = ["finetune", "--data", data, "--out", tmp_path / "run2", "--groups", bad, *TINY]
+    assert run_cli(args) == 2
+    assert f"{bad}: 1 name(s) are not images or files of the dataset" in capsys.readouterr().err

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
+from angioseg.data.splits import image_groups
 from angioseg.errors import AngiosegError
 from angioseg.experiment.config import (
     Budget,
@@ -126,6 +128,33 @@ def test_plan_external_pretraining_is_shared(tmp_path: Path) -> None:
         )
         assert set(small.splits["finetune"]) < set(large.splits["finetune"])
         assert small.splits["val"] == large.splits["val"]
+
+
+def test_plan_keeps_groups_whole_in_every_cell(tmp_path: Path) -> None:
+    # 25 patients of 4 images each (groups.csv, resolved against the config's folder)
+    names = [f"p{p:02d}_{i}" for p in range(25) for i in range(4)]
+    (tmp_path / "groups.csv").write_text(
+        "name,group\n" + "".join(f"{n},{n[:3]}\n" for n in names), encoding="utf-8"
+    )
+    cfg = resolve_paths(
+        experiment_from_dict(_cfg(pretrain_data="split", budgets=[8, "70-10"], groups="groups.csv")), tmp_path
+    )
+    assert cfg.groups == str(tmp_path / "groups.csv")
+    groups = image_groups({n: tmp_path / f"{n}.png" for n in names}, cfg.groups)
+    plan = make_plan(cfg, tmp_path, names, groups)
+    for c in plan.cells:
+        where = {n: k for k, v in c.splits.items() for n in v}
+        assert all(
+            len({where[f"p{p:02d}_{i}"] for i in range(4) if f"p{p:02d}_{i}" in where}) == 1
+            for p in range(25)
+        )
+        assert len(c.splits["test"]) == 20
+    assert {len(c.splits["finetune"]) for c in plan.cells if c.budget.label == "8"} == {8}
+    assert {len(c.splits["finetune"]) for c in plan.cells if c.budget.label == "70-10"} == {8}  # <= 10
+    with pytest.raises(AngiosegError, match="budget 79-1, seed 0: .*groups are kept whole"):
+        make_plan(replace(cfg, budgets=["79-1"]), tmp_path, names, groups)  # 1 image < a group of 4
+    with pytest.raises(AngiosegError, match=r"finetune\.groups is set by the experiment"):
+        experiment_from_dict(_cfg(finetune={"groups": "g.csv"}))
 
 
 def test_plan_too_large_budget_names_it(tmp_path: Path) -> None:

@@ -72,6 +72,72 @@ def test_dicom_cine_without_extension_and_imager_spacing(tmp_path: Path) -> None
     assert list_image_files([tmp_path]) == [p]
 
 
+FACTOR = "EstimatedRadiographicMagnificationFactor"
+SID_SOD = {"DistanceSourceToDetector": "1000", "DistanceSourceToPatient": "800"}  # magnification 1.25
+
+
+@pytest.mark.parametrize(
+    ("spacing", "imager", "attributes", "expected", "source", "magnification"),
+    [
+        ((0.3, 0.3), False, {}, (0.3, 0.3), "PixelSpacing", None),
+        # PixelSpacing is already in the patient plane: nothing is divided
+        (
+            (0.3, 0.3),
+            False,
+            {"ImagerPixelSpacing": ["0.4", "0.4"], FACTOR: "2"},
+            (0.3, 0.3),
+            "PixelSpacing",
+            None,
+        ),
+        ((0.4, 0.4), True, {FACTOR: "1.6"}, (0.25, 0.25), "ImagerPixelSpacing/magnification", FACTOR),
+        ((0.4, 0.2), True, SID_SOD, (0.32, 0.16), "ImagerPixelSpacing/magnification", "SID/SOD"),
+        # the estimated factor wins over SID/SOD; a zero factor is no factor
+        ((0.4, 0.4), True, {FACTOR: "2", **SID_SOD}, (0.2, 0.2), "ImagerPixelSpacing/magnification", FACTOR),
+        (
+            (0.4, 0.4),
+            True,
+            {FACTOR: "0", **SID_SOD},
+            (0.32, 0.32),
+            "ImagerPixelSpacing/magnification",
+            "SID/SOD",
+        ),
+        # SID without SOD, or nothing: the detector spacing as it is
+        (
+            (0.4, 0.4),
+            True,
+            {"DistanceSourceToDetector": "1000"},
+            (0.4, 0.4),
+            "ImagerPixelSpacing uncorrected",
+            None,
+        ),
+        ((0.4, 0.4), True, {}, (0.4, 0.4), "ImagerPixelSpacing uncorrected", None),
+        (None, False, SID_SOD, None, "none", None),
+    ],
+)
+def test_dicom_spacing_and_its_source(
+    tmp_path: Path,
+    spacing: tuple[float, float] | None,
+    imager: bool,
+    attributes: dict[str, object],
+    expected: tuple[float, float] | None,
+    source: str,
+    magnification: str | None,
+) -> None:
+    p = write_dicom(tmp_path / "xa.dcm", IMG, spacing=spacing, imager_spacing=imager, **attributes)
+    (fr,) = read_frames(p)
+    assert fr.spacing_source == source and fr.magnification_source == magnification
+    if expected is None:
+        assert fr.spacing is None
+    else:
+        assert fr.spacing == pytest.approx(expected, rel=1e-12)
+
+
+def test_non_dicom_has_no_spacing_source(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", IMG)
+    (fr,) = read_frames(tmp_path / "a.png")
+    assert fr.spacing is None and fr.spacing_source == "none" and fr.magnification_source is None
+
+
 def test_monochrome1_is_inverted(tmp_path: Path) -> None:
     p = write_dicom(tmp_path / "m1.dcm", IMG, photometric="MONOCHROME1")
     im = read_image(p)

@@ -1,9 +1,11 @@
 """Real-data check: fine-tuning on 5 labeled CIMAT angiograms reaches a useful Dice on held-out images.
 
-Reads ../shared/data/xca_cimat40 and skips when it is absent. The threshold comes from our own
-measurement (width 16, 256 x 256, 20 epochs of 8 steps: test Dice about 0.55 on the 8 test images;
-30 epochs gave 0.60), set lower to allow for run-to-run variation of bf16 arithmetic. The test images
-are never used for model selection (best epoch on the validation split).
+Reads ../shared/data/xca_cimat40 and skips when it is absent. Scored against the masks as drawn
+(no hole filling). The floors come from our own measurement of exactly this run with the fixed
+pipeline (2026-11-30, width 16, 256 x 256, 20 epochs of 8 steps, seed 0: test Dice 0.568, clDice
+0.597 on the 8 test images; docs/results/ground_truth.md), less a margin of about 0.07 for
+run-to-run variation of bf16 arithmetic and thread counts. The test images are never used for model
+selection (best epoch on the validation split).
 """
 
 from __future__ import annotations
@@ -27,5 +29,5 @@ def test_five_labels_beat_threshold_on_held_out_images(tmp_path: Path) -> None:
     assert len(splits["test"]) == 8 and len(splits["finetune"]) == 5
     summary = json.loads((run / "test" / "summary.json").read_text(encoding="utf-8"))
     assert summary["n"] == 8
-    assert summary["dice"] > 0.40, summary
-    assert summary["cldice"] > 0.40, summary
+    assert summary["dice"] > 0.50, summary
+    assert summary["cldice"] > 0.52, summary

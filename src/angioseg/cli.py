@@ -146,6 +146,13 @@ def finetune(
     seed: Annotated[
         int | None, _opt("Seed of the validation/fine-tune draw, initialisation and augmentation.", 0)
     ] = None,
+    groups: Annotated[
+        Path | None,
+        _opt(
+            "CSV with columns name,group (e.g. the patient): each group stays in one split. The frames "
+            "of one file always do."
+        ),
+    ] = None,
     kfold: Annotated[
         int | None, _opt("If >= 2, first choose lr and batch size by k-fold CV on the fine-tuning set.", 0)
     ] = None,
@@ -188,6 +195,7 @@ def finetune(
         "test": test,
         "val": val,
         "seed": seed,
+        "groups": None if groups is None else str(groups),
         "kfold": kfold,
         "precision": precision,
     }
@@ -225,7 +233,14 @@ def segment(
     from angioseg.predict import Segmenter, segment_inputs
 
     seg = Segmenter.from_checkpoint(model, fast=fast, mode=mode, threshold=threshold)
-    res = segment_inputs(seg, inputs, out, overlays=not no_overlay, skip_existing=skip_existing)
+    res = segment_inputs(
+        seg,
+        inputs,
+        out,
+        overlays=not no_overlay,
+        skip_existing=skip_existing,
+        warn=lambda line: console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True),
+    )
     out_console.print(f"segmented {len(res.rows)} image(s) into {out}/masks; vessel table: {out}/vessels.csv")
     exit_on_failures(res.failed)
 
@@ -241,6 +256,8 @@ def evaluate(
     ],
 ) -> None:
     """Score predicted masks against true masks, pairing files by name.
+
+    Suffixes are ignored when pairing: _mask/_pred/_seg on predictions, _gt/_mask/_label on truths.
 
     Per image: dice, iou, cldice, mhd, hd, hd95, add, diam_pred, diam_true, precision, recall,
     accuracy; across images: means, Pearson r of the diameters and Bland–Altman limits.

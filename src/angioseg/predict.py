@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from angioseg.data.io import Frame, list_image_files, read_frames, to_uint8, write_png
+from angioseg.data.io import (
+    IMAGER_UNCORRECTED,
+    Frame,
+    list_image_files,
+    read_frames,
+    to_uint8,
+    write_png,
+)
 from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore_geometry
 from angioseg.errors import AngiosegError, DataError
 from angioseg.metrics.vessel import vessel_stats
@@ -147,6 +154,8 @@ VESSEL_COLUMNS = (
     "mean_diam_px",
     "max_diam_px",
     "spacing_mm",
+    "spacing_source",
+    "magnification_source",
     "area_mm2",
     "centerline_mm",
     "mean_diam_mm",
@@ -171,6 +180,28 @@ def write_vessels_csv(path: Path, rows: Sequence[dict[str, Any]]) -> None:
 class SegmentResult:
     rows: list[dict[str, Any]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _vessel_row(name: str, frame: Frame, mask: np.ndarray) -> dict[str, Any]:
+    return {
+        "name": name,
+        "source": str(frame.source),
+        **vessel_stats(mask, frame.spacing),
+        "spacing_source": frame.spacing_source,
+        "magnification_source": frame.magnification_source,
+    }
+
+
+def uncorrected_spacing_warning(frame: Frame) -> str | None:
+    """One line for a file whose mm come from detector-plane spacing (no magnification known)."""
+    if frame.spacing_source != IMAGER_UNCORRECTED:
+        return None
+    return (
+        f"{frame.source}: ImagerPixelSpacing is not corrected for magnification (no "
+        "EstimatedRadiographicMagnificationFactor, DistanceSourceToDetector/DistanceSourceToPatient); "
+        "its mm in vessels.csv are at the detector and overstate patient sizes"
+    )
 
 
 def iter_frames(inputs: Sequence[str | Path], failed: list[tuple[str, str]]) -> Iterator[Frame]:
@@ -197,6 +228,7 @@ def segment_inputs(
     overlays: bool = True,
     progress: bool = True,
     skip_existing: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> SegmentResult:
     """Segment files, folders and DICOM cine runs; write ``masks/``, ``overlays/`` and ``vessels.csv``.
 
@@ -204,6 +236,10 @@ def segment_inputs(
     rewritten after every image, so an interrupted batch keeps everything it finished. Bad inputs
     are collected in ``result.failed`` and do not stop the batch. With ``skip_existing`` an
     interrupted batch is resumed: frames whose mask is already written are not recomputed.
+
+    ``vessels.csv`` says where each image's mm come from (``spacing_source``, see
+    :func:`~angioseg.data.io.dicom_spacing`); a file whose spacing is not corrected for the
+    magnification gets one line in ``result.warnings``, passed to ``warn`` as it is found.
     """
     from rich.progress import Progress
 
@@ -216,7 +252,14 @@ def segment_inputs(
     seen: set[str] = set()
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("segmenting", total=None)
+        warned: set[Path] = set()
         for fr in frames:
+            note = None if fr.source in warned else uncorrected_spacing_warning(fr)
+            if note is not None:
+                warned.add(fr.source)
+                result.warnings.append(note)
+                if warn is not None:
+                    warn(note)
             name = fr.name
             if name in seen:  # same stem in two folders
                 name = f"{fr.source.parent.name}_{name}"
@@ -224,7 +267,7 @@ def segment_inputs(
             done = out / "masks" / f"{name}.png"
             if skip_existing and done.exists():
                 mask = read_mask(done)
-                result.rows.append({"name": name, "source": str(fr.source), **vessel_stats(mask, fr.spacing)})
+                result.rows.append(_vessel_row(name, fr, mask))
                 bar.advance(task)
                 continue
             try:
@@ -235,7 +278,7 @@ def segment_inputs(
             write_png(out / "masks" / f"{name}.png", mask)
             if overlays:
                 write_png(out / "overlays" / f"{name}.png", overlay(fr.image, mask))
-            result.rows.append({"name": name, "source": str(fr.source), **vessel_stats(mask, fr.spacing)})
+            result.rows.append(_vessel_row(name, fr, mask))
             write_vessels_csv(out / "vessels.csv", result.rows)
             bar.advance(task)
     if result.rows:

@@ -35,6 +35,9 @@ class Frame:
         source: the file it came from.
         frame: index within a multi-frame file, else ``None``.
         spacing: (row, column) pixel spacing in mm when the file states it (DICOM), else ``None``.
+        spacing_source: where ``spacing`` comes from, one of :data:`SPACING_SOURCES`.
+        magnification_source: with ``ImagerPixelSpacing/magnification``, the magnification's origin:
+            ``EstimatedRadiographicMagnificationFactor`` or ``SID/SOD``; else ``None``.
     """
 
     name: str
@@ -42,6 +45,8 @@ class Frame:
     source: Path
     frame: int | None = None
     spacing: tuple[float, float] | None = None
+    spacing_source: str = "none"
+    magnification_source: str | None = None
 
 
 def frame_name(stem: str, index: int | None) -> str:
@@ -128,23 +133,71 @@ def _read_npy(path: Path, channel: str) -> list[np.ndarray]:
     raise DataError(path, f"expected a 2D image or a frames x H x W stack, got shape {arr.shape}")
 
 
-def _dicom_spacing(ds: object) -> tuple[float, float] | None:
-    """Pixel spacing in mm: PixelSpacing, else ImagerPixelSpacing corrected for magnification."""
-    sp = getattr(ds, "PixelSpacing", None)
-    if sp is None:
-        sp = getattr(ds, "ImagerPixelSpacing", None)
-        if sp is None:
-            return None
-        mag = getattr(ds, "EstimatedRadiographicMagnificationFactor", None)
-        if mag:
-            return float(sp[0]) / float(mag), float(sp[1]) / float(mag)
+# Where a pixel spacing in mm comes from (the ``spacing_source`` column of vessels.csv).
+PIXEL_SPACING = "PixelSpacing"
+IMAGER_CORRECTED = "ImagerPixelSpacing/magnification"
+IMAGER_UNCORRECTED = "ImagerPixelSpacing uncorrected"
+NO_SPACING = "none"
+SPACING_SOURCES = (PIXEL_SPACING, IMAGER_CORRECTED, IMAGER_UNCORRECTED, NO_SPACING)
+MAGNIFICATION_FACTOR = "EstimatedRadiographicMagnificationFactor"
+MAGNIFICATION_SID_SOD = "SID/SOD"
+
+
+@dataclass(frozen=True)
+class Spacing:
+    """A pixel spacing in mm and where it comes from (see :func:`dicom_spacing`)."""
+
+    mm: tuple[float, float] | None
+    source: str = NO_SPACING
+    magnification_source: str | None = None
+
+
+def _pair(value: object) -> tuple[float, float] | None:
     try:
-        return float(sp[0]), float(sp[1])
-    except (TypeError, ValueError, IndexError):
+        pair = float(value[0]), float(value[1])  # type: ignore[index]
+    except (TypeError, ValueError, IndexError, KeyError):
         return None
+    return pair if all(np.isfinite(v) and v > 0 for v in pair) else None
 
 
-def _read_dicom(path: Path, channel: str) -> tuple[list[np.ndarray], tuple[float, float] | None, bool]:
+def _positive(value: object) -> float | None:
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return v if np.isfinite(v) and v > 0 else None
+
+
+def dicom_spacing(ds: object) -> Spacing:
+    """Pixel spacing in mm in the patient plane, as well as the file allows, and its source.
+
+    1. ``PixelSpacing`` (already in the patient plane);
+    2. else ``ImagerPixelSpacing`` (at the detector) divided by the magnification:
+       ``EstimatedRadiographicMagnificationFactor``, else SID/SOD = ``DistanceSourceToDetector`` /
+       ``DistanceSourceToPatient``;
+    3. else ``ImagerPixelSpacing`` as it is ("uncorrected": lengths come out too large by the
+       unknown magnification);
+    4. else no spacing. Missing, zero, negative or malformed values count as absent.
+    """
+    sp = _pair(getattr(ds, "PixelSpacing", None))
+    if sp is not None:
+        return Spacing(sp, PIXEL_SPACING)
+    sp = _pair(getattr(ds, "ImagerPixelSpacing", None))
+    if sp is None:
+        return Spacing(None, NO_SPACING)
+    mag = _positive(getattr(ds, "EstimatedRadiographicMagnificationFactor", None))
+    how = MAGNIFICATION_FACTOR
+    if mag is None:
+        sid = _positive(getattr(ds, "DistanceSourceToDetector", None))
+        sod = _positive(getattr(ds, "DistanceSourceToPatient", None))
+        if sid is not None and sod is not None:
+            mag, how = sid / sod, MAGNIFICATION_SID_SOD
+    if mag is None:
+        return Spacing(sp, IMAGER_UNCORRECTED)
+    return Spacing((sp[0] / mag, sp[1] / mag), IMAGER_CORRECTED, how)
+
+
+def _read_dicom(path: Path, channel: str) -> tuple[list[np.ndarray], Spacing, bool]:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -174,7 +227,7 @@ def _read_dicom(path: Path, channel: str) -> tuple[list[np.ndarray], tuple[float
         frames = [_to_channel(a, channel, path) if samples > 1 else a for a in arr]
     else:
         frames = [_to_channel(arr, channel, path) if samples > 1 else arr]
-    return frames, _dicom_spacing(ds), n_frames > 1
+    return frames, dicom_spacing(ds), n_frames > 1
 
 
 def read_frames(path: str | Path, channel: str = "gray") -> list[Frame]:
@@ -197,7 +250,7 @@ def read_frames(path: str | Path, channel: str = "gray") -> list[Frame]:
     if path.is_dir():
         raise DataError(path, "is a folder, expected an image file")
     ext = path.suffix.lower()
-    spacing = None
+    spacing = Spacing(None)
     multi = False
     if is_dicom(path):
         arrays, spacing, multi = _read_dicom(path, channel)
@@ -218,8 +271,17 @@ def read_frames(path: str | Path, channel: str = "gray") -> list[Frame]:
             raise DataError(path, f"expected a 2D image of at least 8 x 8 pixels, got shape {arr.shape}")
         if not np.isfinite(arr).all():
             raise DataError(path, "image contains NaN or infinite values")
+        index = i if multi else None
         frames.append(
-            Frame(frame_name(path.stem, i if multi else None), arr, path, i if multi else None, spacing)
+            Frame(
+                frame_name(path.stem, index),
+                arr,
+                path,
+                index,
+                spacing.mm,
+                spacing.source,
+                spacing.magnification_source,
+            )
         )
     return frames
 

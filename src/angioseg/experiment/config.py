@@ -36,6 +36,7 @@ FINETUNE_SET = (
     "test",
     "val",
     "test_seed",
+    "groups",
     "width",
     "pretrained",
 )
@@ -133,6 +134,8 @@ class ExperimentConfig:
         seeds: one fine-tuning run per seed; the seed draws validation and fine-tuning images,
             initialisation and augmentation. The test set depends only on ``test_seed``.
         test, val: test and validation shares (fractions of all images, or counts); paper test 0.2.
+        groups: optional ``name,group`` CSV (e.g. patients); a group's images share a split, as the
+            frames of one file always do (see :mod:`angioseg.data.splits`).
         width, image_size: the UNet width and image side for pretraining and fine-tuning (paper 64, 256).
         finetune: :class:`FinetuneConfig` options for every cell (epochs, batch size, lr, ...).
         pretrain: :class:`PretrainConfig` options for every pretraining run (epochs, batch size, ...).
@@ -149,6 +152,7 @@ class ExperimentConfig:
     test: float = 0.2
     val: float = 0.1
     test_seed: int = 42
+    groups: str | None = None
     width: int = 64
     image_size: int = 256
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
@@ -221,7 +225,8 @@ def resolve_paths(cfg: ExperimentConfig, base: Path | None = None) -> Experiment
         return str((base / Path(p).expanduser()).resolve())
 
     pre = cfg.pretrain_data if cfg.pretrain_data == SPLIT else absolute(cfg.pretrain_data)
-    return replace(cfg, labeled_data=absolute(cfg.labeled_data), pretrain_data=pre)
+    groups = None if cfg.groups is None else absolute(cfg.groups)
+    return replace(cfg, labeled_data=absolute(cfg.labeled_data), pretrain_data=pre, groups=groups)
 
 
 def experiment_to_dict(cfg: ExperimentConfig) -> dict[str, Any]:

@@ -91,11 +91,19 @@ class Plan:
         }
 
 
-def split_for(cfg: ExperimentConfig, names: list[str], budget: Budget, seed: int) -> dict[str, list[str]]:
-    """The test / val / finetune / pretrain split of one (budget, seed)."""
-    spec = SplitSpec(cfg.test, cfg.val, seed=seed, test_seed=cfg.test_seed, **budget.split_args())
+def split_for(
+    cfg: ExperimentConfig,
+    names: list[str],
+    budget: Budget,
+    seed: int,
+    groups: dict[str, str] | None = None,
+) -> dict[str, list[str]]:
+    """The test / val / finetune / pretrain split of one (budget, seed); ``groups`` stay whole."""
+    spec = SplitSpec(
+        cfg.test, cfg.val, seed=seed, test_seed=cfg.test_seed, groups=cfg.groups, **budget.split_args()
+    )
     try:
-        splits = make_splits(names, spec)
+        splits = make_splits(names, spec, groups)
     except AngiosegError as exc:
         raise AngiosegError(f"budget {budget.label}, seed {seed}: {exc}") from None
     if budget.pretrain is not None:
@@ -107,10 +115,16 @@ def split_for(cfg: ExperimentConfig, names: list[str], budget: Budget, seed: int
     return splits
 
 
-def make_plan(cfg: ExperimentConfig, out: Path, names: list[str]) -> Plan:
-    """All cells, smallest label budget first (Table I is at the smallest budget), then seeds, then methods."""
+def make_plan(
+    cfg: ExperimentConfig, out: Path, names: list[str], groups: dict[str, str] | None = None
+) -> Plan:
+    """All cells, smallest label budget first (Table I is at the smallest budget), then seeds, then methods.
+
+    ``groups`` (image name -> group, :func:`~angioseg.data.splits.image_groups`) are kept whole by
+    every split.
+    """
     budgets = cfg.budget_list()
-    splits = {(b.key, s): split_for(cfg, names, b, s) for b in budgets for s in cfg.seeds}
+    splits = {(b.key, s): split_for(cfg, names, b, s, groups) for b in budgets for s in cfg.seeds}
     budgets.sort(key=lambda b: np.mean([len(splits[(b.key, s)]["finetune"]) for s in cfg.seeds]))
     runs: dict[str, PretrainRun] = {}
     cells: list[Cell] = []

@@ -32,6 +32,7 @@ from typing import Any
 from angioseg.config import from_dict, to_dict
 from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.leakage import check_no_test_images, read_image_hashes, sample_hashes
+from angioseg.data.splits import image_groups
 from angioseg.errors import AngiosegError, DataError
 from angioseg.experiment.config import (
     SPLIT,
@@ -193,6 +194,7 @@ def run_cell(
         test=cfg.test,
         val=cfg.val,
         test_seed=cfg.test_seed,
+        groups=cfg.groups,
         width=cfg.width,
         pretrained=str(cell.pretrain.run_dir) if cell.pretrain else None,
         preprocess=replace(cfg.finetune.preprocess, image_size=cfg.image_size),
@@ -301,13 +303,20 @@ def run_experiment(
     return result
 
 
-def _samples_and_plan(cfg: ExperimentConfig, out: Path) -> tuple[dict[str, Sample], Plan]:
-    samples = {s.name: s for s in load_dataset(cfg.labeled_data) if s.mask is not None}
+def _labeled_samples(cfg: ExperimentConfig) -> tuple[dict[str, Sample], dict[str, str]]:
+    """The labeled samples by name, and every image's group (frames of a file; ``cfg.groups``)."""
+    every = load_dataset(cfg.labeled_data)
+    samples = {s.name: s for s in every if s.mask is not None}
     if not samples:
         raise DataError(
             cfg.labeled_data, "no labeled image (expected images/ and masks/ with the same names)"
         )
-    return samples, make_plan(cfg, out, sorted(samples))
+    return samples, image_groups({s.name: s.source for s in every}, cfg.groups)
+
+
+def _samples_and_plan(cfg: ExperimentConfig, out: Path) -> tuple[dict[str, Sample], Plan]:
+    samples, groups = _labeled_samples(cfg)
+    return samples, make_plan(cfg, out, sorted(samples), groups)
 
 
 def plan_study(cfg: ExperimentConfig, out: str | Path) -> Plan:
@@ -339,12 +348,7 @@ def _run_grid(
     progress: bool,
     announce: Announce | None,
 ) -> tuple[dict[str, Sample], Plan]:
-    samples = {s.name: s for s in load_dataset(cfg.labeled_data) if s.mask is not None}
-    if not samples:
-        raise DataError(
-            cfg.labeled_data, "no labeled image (expected images/ and masks/ with the same names)"
-        )
-    plan = make_plan(cfg, out, sorted(samples))
+    samples, plan = _samples_and_plan(cfg, out)
     check_external_pretraining(cfg, plan, samples, out, announce)
     write_json(out / "plan.json", plan.summary())
     pre_done: dict[str, dict[str, Any]] = {}

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from angioseg.data.datasets import MASK_SUFFIXES
 from angioseg.data.io import is_image_file, read_mask, unique_stems
 from angioseg.errors import AngiosegError, DataError
 from angioseg.metrics import METRIC_COLUMNS, image_metrics, summarize
@@ -16,6 +17,7 @@ from angioseg.metrics.agreement import plot_bland_altman
 from angioseg.utils import atomic_open, write_json
 
 PRED_SUFFIXES = ("_mask", "_pred", "_seg")
+TRUTH_SUFFIXES = MASK_SUFFIXES  # as the dataset loader accepts them: _gt, _mask, _label
 
 
 @dataclass
@@ -34,7 +36,12 @@ def write_metrics_csv(path: str | Path, rows: Sequence[dict[str, float | str]]) 
             w.writerow([r["name"], *(f"{float(r[k]):.6g}" for k in METRIC_COLUMNS)])
 
 
-def _stem_map(folder: Path, strip: tuple[str, ...] = ()) -> dict[str, Path]:
+def _stem_map(folder: Path, strip: tuple[str, ...] = (), role: str = "mask") -> dict[str, Path]:
+    """Pairing key -> file: the file stem without one of the ``strip`` suffixes.
+
+    Raises:
+        DataError: the folder is missing, or two files give the same key (``a.png`` and ``a_gt.png``).
+    """
     if not folder.is_dir():
         raise DataError(folder, "folder does not exist")
     files = [p for p in sorted(folder.iterdir()) if is_image_file(p) and "_overlay" not in p.stem]
@@ -42,9 +49,15 @@ def _stem_map(folder: Path, strip: tuple[str, ...] = ()) -> dict[str, Path]:
     for stem, p in unique_stems(files).items():
         key = stem
         for suf in strip:
-            if key.endswith(suf):
+            if key.endswith(suf) and len(key) > len(suf):
                 key = key[: -len(suf)]
                 break
+        if key in out:
+            raise DataError(
+                folder,
+                f"two {role} files pair with the name {key!r} ({out[key].name} and {p.name}); "
+                f"keep one (the suffixes {', '.join(strip)} are ignored when pairing)",
+            )
         out[key] = p
     return out
 
@@ -82,14 +95,21 @@ def write_report(
 def evaluate_folders(
     pred_dir: str | Path, truth_dir: str | Path, out_dir: str | Path, progress: bool = False
 ) -> EvaluationResult:
-    """Pair masks by file stem (a ``_mask``/``_pred``/``_seg`` suffix on predictions is ignored), score them
-    and write the report. Unreadable or mis-sized pairs are listed in ``failed`` and skipped.
+    """Pair masks by file stem, score them and write the report.
+
+    A ``_mask``/``_pred``/``_seg`` suffix on a prediction and a ``_gt``/``_mask``/``_label`` suffix on a
+    truth mask are ignored when pairing, so ``im1_pred.png`` pairs with ``im1_gt.png``; rows are named
+    by the stem without the suffix. Unreadable or mis-sized pairs are listed in ``failed`` and skipped.
+
+    Raises:
+        DataError: a missing folder, or two files of one folder that pair with the same name.
+        AngiosegError: no prediction has a truth mask.
     """
     pred_dir, truth_dir = Path(pred_dir), Path(truth_dir)
     if (truth_dir / "masks").is_dir():
         truth_dir = truth_dir / "masks"
-    preds = _stem_map(pred_dir, PRED_SUFFIXES)
-    truths = _stem_map(truth_dir)
+    preds = _stem_map(pred_dir, PRED_SUFFIXES, "prediction")
+    truths = _stem_map(truth_dir, TRUTH_SUFFIXES, "truth")
     common = sorted(set(preds) & set(truths))
     if not common:
         raise AngiosegError(

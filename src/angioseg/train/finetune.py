@@ -35,7 +35,7 @@ from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.io import write_png
 from angioseg.data.leakage import HASH_FILE, check_no_test_images, read_image_hashes, sample_hashes
 from angioseg.data.preprocess import PreprocessConfig, preprocess_pair
-from angioseg.data.splits import SplitSpec, load_or_make_splits
+from angioseg.data.splits import SplitSpec, image_groups, load_or_make_splits
 from angioseg.errors import AngiosegError
 from angioseg.metrics.evaluate import score_pairs, write_report
 from angioseg.models.unet import UNet, count_parameters, set_memory_format
@@ -58,6 +58,7 @@ class FinetuneConfig:
     val: float = 0.1
     seed: int = 0
     test_seed: int = 42
+    groups: str | None = None
     width: int = 64
     depth: int = 4
     epochs: int = 128
@@ -288,6 +289,22 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         )
 
 
+def finetune_splits(cfg: FinetuneConfig, samples: Sequence[Sample], run_dir: Path) -> dict[str, list[str]]:
+    """The splits of the labeled ``samples``: ``run_dir/splits.json`` if it exists, else made and written there.
+
+    The frames of one file, and the images of one ``cfg.groups`` group, share a split. The groups
+    file is read only when the splits are made (a resumed run does not need it any more).
+    """
+    spec = SplitSpec(cfg.test, cfg.val, cfg.labeled, cfg.fraction, cfg.seed, cfg.test_seed, cfg.groups)
+    split_path = run_dir / "splits.json"
+    groups_csv = None if split_path.exists() else cfg.groups
+    groups = image_groups({s.name: s.source for s in samples}, groups_csv)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return load_or_make_splits(
+        split_path, sorted(s.name for s in samples if s.mask is not None), spec, groups
+    )
+
+
 def run_finetune(
     cfg: FinetuneConfig,
     resume: bool = False,
@@ -306,9 +323,7 @@ def run_finetune(
         raise AngiosegError(
             f"{cfg.data}: no labeled image (fine-tuning needs images/ and masks/ with the same names)"
         )
-    spec = SplitSpec(cfg.test, cfg.val, cfg.labeled, cfg.fraction, cfg.seed, cfg.test_seed)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    splits = load_or_make_splits(run_dir / "splits.json", sorted(labeled), spec)
+    splits = finetune_splits(cfg, all_samples, run_dir)
     if not splits["finetune"] or not splits["val"]:
         raise AngiosegError(
             f"{cfg.data}: too few labeled images ({len(labeled)}) for a fine-tuning and a validation split"
