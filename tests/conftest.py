@@ -31,6 +31,14 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Checkpoint folder of a tiny UNet that really segments synthetic angiograms (tests/tiny_model.py)."""
+    from tests.tiny_model import train_tiny_model
+
+    return train_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
 def run_cli(args: list[str]) -> int:
     """Run the ``angioseg`` CLI in-process and return its exit code."""
     from angioseg.cli import main

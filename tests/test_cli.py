@@ -11,8 +11,10 @@ import pytest
 import torch
 
 from angioseg.data.io import read_mask, write_png
+from angioseg.metrics.overlap import dice
 from tests.conftest import run_cli
 from tests.dicom_utils import write_dicom
+from tests.tiny_model import IMAGE_SIZE, held_out
 
 TINY = ["--width", "4", "--image-size", "64", "--batch-size", "2", "--steps", "2"]
 
@@ -157,16 +159,27 @@ def test_segment_says_where_the_mm_come_from(
     assert len(warnings) == 1 and str(inputs / "d_detector.dcm") in warnings[0]  # one line per file
 
 
-def test_segment_sliding_and_fast_modes(trained: Path, synth_dir: Path, tmp_path: Path) -> None:
-    for extra in (["--mode", "sliding"], ["--fast"]):
-        out = tmp_path / extra[0]
-        assert (
-            run_cli(
-                ["segment", synth_dir / "images" / "synth_0002.png", "--model", trained, "--out", out, *extra]
-            )
-            == 0
-        )
-        assert read_mask(out / "masks" / "synth_0002.png").shape == (96, 96)
+def test_segment_sliding_and_fast_modes_match_resize(tiny_model: Path, tmp_path: Path) -> None:
+    """Dice against the truth of --mode sliding and --fast vs the resize path, on held-out frames 4x
+    the training size (square: sliding is resize's scale) and on a wide frame (two side by side)."""
+    pairs = held_out(3, 4 * IMAGE_SIZE, seed=4)
+    truth = {f"sq{i}": m for i, (_, m) in enumerate(pairs[:2])}
+    truth["wide"] = np.concatenate([pairs[1][1], pairs[2][1]], axis=1)
+    inputs = tmp_path / "in"
+    for i, (im, _) in enumerate(pairs[:2]):
+        write_png(inputs / f"sq{i}.png", im)
+    write_png(inputs / "wide.png", np.concatenate([pairs[1][0], pairs[2][0]], axis=1))
+    scores: dict[str, dict[str, float]] = {}
+    for mode, extra in (("resize", []), ("sliding", ["--mode", "sliding"]), ("fast", ["--fast"])):
+        out = tmp_path / mode
+        assert run_cli(["segment", inputs, "--model", tiny_model, "--out", out, "--no-overlay", *extra]) == 0
+        scores[mode] = {n: dice(read_mask(out / "masks" / f"{n}.png"), t) for n, t in truth.items()}
+    square = {m: float(np.mean([s["sq0"], s["sq1"]])) for m, s in scores.items()}
+    assert square["resize"] > 0.5
+    assert abs(square["sliding"] - square["resize"]) <= 0.02
+    assert abs(square["fast"] - square["resize"]) <= 0.02
+    assert abs(scores["fast"]["wide"] - scores["resize"]["wide"]) <= 0.02
+    assert scores["sliding"]["wide"] > scores["resize"]["wide"] + 0.05  # resize squeezes the wide frame
 
 
 def test_segment_rejects_foreign_checkpoint(

@@ -220,7 +220,10 @@ def segment(
     ] = False,
     mode: Annotated[
         str,
-        typer.Option(help="resize (as trained) or sliding (native resolution, Gaussian-weighted windows)."),
+        typer.Option(
+            help="resize (to the model's square image size, as trained) or sliding (resized to the "
+            "training scale keeping the aspect ratio, then Gaussian-weighted windows; for non-square frames)."
+        ),
     ] = "resize",
     threshold: Annotated[float, typer.Option(help="Vessel probability threshold.")] = 0.5,
     no_overlay: Annotated[bool, typer.Option("--no-overlay", help="Do not write overlay PNGs.")] = False,

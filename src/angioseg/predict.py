@@ -4,8 +4,12 @@ Two ways to handle any input size:
 
 * ``resize`` (default): preprocess as in training (which resizes to the model's ``image_size``),
   predict, and resize the probability map back onto the original pixel grid;
-* ``sliding``: preprocess without resizing and run MONAI's Gaussian-weighted sliding-window
-  inferer with windows of ``image_size`` (for models trained on native-resolution crops).
+* ``sliding``: preprocess without resizing, resize the image to the training scale without
+  changing its aspect ratio (the short side becomes ``image_size``, the factor the resize mode
+  uses on a square frame), run MONAI's Gaussian-weighted sliding-window inferer with windows of
+  ``image_size`` along the long side, and resize the probability map back. On a square frame this
+  is the resize mode; on a wide or tall frame (a 512 x 768 run of a 256 model) the vessels keep
+  their training width instead of being squeezed along the long side.
 
 fp32 by default; ``fast=True`` runs channels_last + bf16 autocast (several times faster on CPUs
 with native bf16, same Dice in our measurement).
@@ -31,7 +35,7 @@ from angioseg.data.io import (
     to_uint8,
     write_png,
 )
-from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore_geometry
+from angioseg.data.preprocess import PreprocessConfig, preprocess_image, resize_image, restore_geometry
 from angioseg.errors import AngiosegError, DataError
 from angioseg.metrics.vessel import vessel_stats
 from angioseg.models.unet import UNet, set_memory_format
@@ -95,6 +99,14 @@ def predict_proba(
     return out
 
 
+def training_scale_shape(shape: tuple[int, ...], image_size: int) -> tuple[int, int]:
+    """Size of an ``H x W`` image resized by ``image_size / min(H, W)``: the scale a model trained on
+    square frames resized to ``image_size`` saw (the short side becomes ``image_size`` exactly)."""
+    h, w = shape[:2]
+    factor = image_size / min(h, w)
+    return max(image_size, round(h * factor)), max(image_size, round(w * factor))
+
+
 class Segmenter:
     """A loaded segmentation model with its preprocessing: raw image in, vessel probability out."""
 
@@ -117,6 +129,12 @@ class Segmenter:
         self.preprocess = PreprocessConfig.from_dict(meta.get("preprocess"))
         self.image_size = self.preprocess.image_size
         if mode == "sliding":
+            if self.image_size is None:
+                raise AngiosegError(
+                    "--mode sliding needs a model trained at a fixed image size (its windows); this model "
+                    "was trained at native resolution (preprocess.image_size is null): use --mode resize"
+                )
+            # Resizing happens in probability(), isotropically, after the native-scale steps.
             self.preprocess = replace(self.preprocess, image_size=None)
 
     @classmethod
@@ -124,14 +142,20 @@ class Segmenter:
         from angioseg.train.checkpoint import load_model
 
         model, meta = load_model(path)
-        return cls(model, meta, **kwargs)
+        try:
+            return cls(model, meta, **kwargs)
+        except AngiosegError as exc:
+            raise AngiosegError(f"{path}: {exc}") from None
 
     def probability(self, image: np.ndarray) -> np.ndarray:
         """Vessel probability on the original pixel grid of ``image`` (raw intensities)."""
         x, geom = preprocess_image(image, self.preprocess)
-        roi = self.image_size if self.mode == "sliding" else None
+        roi = None
+        if self.mode == "sliding" and self.image_size is not None:
+            roi = self.image_size
+            x = resize_image(x, training_scale_shape(x.shape, roi))
         prob = predict_proba(self.model, [x], fast=self.fast, roi_size=roi)[0]
-        return restore_geometry(prob, geom)
+        return restore_geometry(prob, geom)  # back onto the native pixel grid
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         return self.probability(image) >= self.threshold

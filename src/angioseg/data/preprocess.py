@@ -74,13 +74,32 @@ class Geometry:
 
 
 def to_8bit_range(image: np.ndarray) -> np.ndarray:
-    """Images already in 0..255 are kept; others (12/16-bit DICOM, floats) are min-max scaled to 0..255."""
-    lo, hi = float(image.min()), float(image.max())
+    """Bring raw intensities onto the 8-bit scale (0..255, float32) that the corner threshold assumes.
+
+    The rule, by dtype and range:
+
+    * integer images (uint8, uint16, int16, 12-bit DICOM, ...): kept as they are when all values lie
+      in 0..255 (8-bit data, whatever the container), otherwise min-max scaled to 0..255;
+    * float images: values in [0, 1] (the usual float convention) are multiplied by 255; values in
+      0..255 are kept; any other range is min-max scaled to 0..255.
+
+    The readers (:func:`~angioseg.data.io.read_frames`) return float32 arrays that hold a file's
+    integers exactly, so files follow the same rule: 8-bit PNG/JPEG/DICOM data is kept, 12/16-bit
+    data is min-max scaled, a float NPY/TIFF in [0, 1] is multiplied by 255. The only case where the
+    dtype matters is an integer image whose values are all 0 or 1 (kept as is, not multiplied).
+    A 16-bit copy ``x * 257`` of an 8-bit ``x`` gives ``x`` back when ``x`` spans 0..255. A constant
+    image out of range becomes all zeros.
+    """
+    integer = np.asarray(image).dtype.kind in "ui"
+    x = np.array(image, dtype=np.float32)  # a copy: callers may change it
+    lo, hi = float(x.min()), float(x.max())
+    if not integer and lo >= 0 and hi <= 1:
+        return x * np.float32(255)
     if lo >= 0 and hi <= 255:
-        return image.astype(np.float32)
+        return x
     if hi <= lo:
-        return np.zeros_like(image, dtype=np.float32)
-    return ((image - lo) * (255.0 / (hi - lo))).astype(np.float32)
+        return np.zeros_like(x)
+    return (x - lo) * np.float32(255.0 / (hi - lo))
 
 
 def center_crop_box(shape: tuple[int, ...], size: int | None) -> tuple[int, int, int, int]:
@@ -195,7 +214,7 @@ def truth_mask(mask: np.ndarray, cfg: PreprocessConfig) -> np.ndarray:
 
 def preprocess_image(image: np.ndarray, cfg: PreprocessConfig) -> tuple[np.ndarray, Geometry]:
     """Apply steps 2-6 to a raw image; return the float32 result and its :class:`Geometry`."""
-    image = to_8bit_range(np.asarray(image, dtype=np.float32))
+    image = to_8bit_range(image)  # decides the scale from the dtype: do not cast before
     box = center_crop_box(image.shape, cfg.center_crop)
     r, c, h, w = box
     x = image[r : r + h, c : c + w]
