@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -48,21 +50,61 @@ def test_finetune_writes_a_complete_run(trained: Path) -> None:
     assert {"pcc", "pcc_p", "ba_bias", "ba_loa_low", "ba_loa_high", "n"} <= set(summary)
 
 
-def test_existing_run_needs_resume_and_resume_continues(
+def _last_epoch(run: Path) -> int:
+    return int(torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"])
+
+
+def test_existing_run_needs_resume_and_resume_extends(
     trained: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert run_cli(["finetune", "--data", synth_dir, "--out", trained, "--labeled", "4", *TINY]) == 2
     assert "use --resume" in capsys.readouterr().err
     before = json.loads((trained / "splits.json").read_text(encoding="utf-8"))
-    # Resume with a larger epoch budget: training continues from last.ckpt (epochs 2 and 3).
-    cfg = (trained / "config.yaml").read_text(encoding="utf-8").replace("epochs: 2", "epochs: 4")
-    (trained / "config.yaml").write_text(cfg)
-    assert run_cli(["finetune", "--data", synth_dir, "--out", trained, "--resume", *TINY]) == 0
+    assert _last_epoch(trained) == 1
+    # A larger --epochs extends the finished run: training continues from last.ckpt with epochs 2, 3.
+    assert run_cli(["finetune", "--data", synth_dir, "--out", trained, "--resume", "--epochs", "4"]) == 0
     first = list(csv.DictReader(open(trained / "logs" / "version_0" / "metrics.csv")))
     resumed = list(csv.DictReader(open(trained / "logs" / "version_1" / "metrics.csv")))
     assert {int(r["epoch"]) for r in first} == {0, 1}
-    assert {2, 3} <= {int(r["epoch"]) for r in resumed} and min(int(r["step"]) for r in resumed) >= 3
+    assert {int(r["epoch"]) for r in resumed} == {2, 3} and min(int(r["step"]) for r in resumed) >= 3
+    assert _last_epoch(trained) == 3
+    assert "epochs: 4" in (trained / "config.yaml").read_text(encoding="utf-8")
     assert json.loads((trained / "splits.json").read_text(encoding="utf-8")) == before
+    # No options at all (not even --data): the stored config; the run is finished, nothing more trains.
+    config = (trained / "config.yaml").read_bytes()
+    assert run_cli(["finetune", "--out", trained, "--resume"]) == 0
+    assert _last_epoch(trained) == 3 and (trained / "config.yaml").read_bytes() == config
+    assert (trained / "model.safetensors").exists()
+
+
+def test_resume_refuses_other_changed_options(
+    trained: Path, synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def snapshot() -> dict[str, tuple[int, int]]:
+        return {
+            str(p.relative_to(trained)): (p.stat().st_size, p.stat().st_mtime_ns)
+            for p in trained.rglob("*")
+            if p.is_file()
+        }
+
+    before = snapshot()
+    resume = ["finetune", "--data", synth_dir, "--out", trained, "--resume"]
+    assert run_cli([*resume, "--lr", "0.01", "--width", "8", "--epochs", "9"]) == 2
+    err = capsys.readouterr().err
+    assert "--lr (stored 0.001, given 0.01)" in err and "--width (stored 4, given 8)" in err
+    assert "--epochs (" not in err  # a larger --epochs is allowed
+    assert run_cli([*resume, "--image-size", "32", "--no-augment"]) == 2
+    err = capsys.readouterr().err
+    assert "--image-size (preprocess.image_size in config.yaml: stored 64, given 32)" in err
+    assert "--no-augment (augment in config.yaml: stored True, given False)" in err
+    (tmp_path / "lr.yaml").write_text("lr: 0.01\n", encoding="utf-8")  # --config counts as given
+    assert run_cli([*resume, "--config", tmp_path / "lr.yaml"]) == 2
+    assert "--lr (stored 0.001, given 0.01)" in capsys.readouterr().err
+    assert run_cli([*resume, "--epochs", "1"]) == 2  # fewer epochs than stored: cannot shorten
+    assert "a resumed run can only be extended" in capsys.readouterr().err
+    assert run_cli(["finetune", "--data", tmp_path, "--out", trained, "--resume"]) == 2
+    assert "--data (stored" in capsys.readouterr().err
+    assert snapshot() == before  # nothing written: no config, log, checkpoint or model changed
 
 
 def test_finetune_bad_inputs(tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -249,10 +291,37 @@ def test_synth_and_help(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     assert "finetune" in capsys.readouterr().out
 
 
-def test_kfold_search_trains_a_fresh_model_per_fold(tmp_path: Path, synth_dir: Path) -> None:
+def test_kfold_search_trains_a_fresh_model_per_fold(
+    tmp_path: Path, synth_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every fold and setting starts from the pretrained weights, never from a previous fold's training."""
+    from safetensors.torch import load_file
+
     from angioseg.data.preprocess import PreprocessConfig
+    from angioseg.models.unet import UNet
+    from angioseg.train import finetune
+    from angioseg.train.checkpoint import save_run_model
     from angioseg.train.finetune import FinetuneConfig, run_finetune
 
+    torch.manual_seed(123)
+    save_run_model(
+        tmp_path / "pre",
+        UNet(in_channels=1, out_channels=2, width=4),
+        PreprocessConfig().to_dict(),
+        method="test",
+    )
+    pretrained = load_file(str(tmp_path / "pre" / "model.safetensors"))
+    started: list[tuple[Any, dict[str, torch.Tensor]]] = []  # each fit's module and its weights at the start
+
+    class Record(pl.Callback):
+        def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            state = module.model.state_dict()
+            started.append((module, {k: v.detach().cpu().clone() for k, v in state.items()}))
+
+    real_make_trainer = finetune.make_trainer
+    monkeypatch.setattr(
+        finetune, "make_trainer", lambda *a, **k: real_make_trainer(*a, **{**k, "callbacks": [Record()]})
+    )
     cfg = FinetuneConfig(
         data=str(synth_dir),
         out=str(tmp_path / "kf"),
@@ -264,12 +333,25 @@ def test_kfold_search_trains_a_fresh_model_per_fold(tmp_path: Path, synth_dir: P
         kfold=2,
         kfold_lrs=[1e-3, 1e-2],
         kfold_batch_sizes=[2],
+        pretrained=str(tmp_path / "pre"),
         preprocess=PreprocessConfig(image_size=64),
     )
     res = run_finetune(cfg, progress=False, announce=None)
     kf = json.loads((tmp_path / "kf" / "kfold.json").read_text(encoding="utf-8"))
     assert kf["folds"] == 2 and len(kf["results"]) == 2 and all(len(r["folds"]) == 2 for r in kf["results"])
     assert kf["chosen"]["lr"] in (1e-3, 1e-2) and res.summary["n"] == len(res.splits["test"])
+    # 2 settings x 2 folds, then the final model; in order (lr 1e-3: fold 0, 1), (lr 1e-2: fold 0, 1).
+    assert len(started) == 5
+    transferred = [k for k in pretrained if k.startswith(("encoder.", "decoder."))]
+    assert transferred
+    for _, initial in started:
+        assert all(torch.equal(initial[k], pretrained[k]) for k in transferred)
+    # The head is new, seeded by the fold: the same fold of the other setting starts identically.
+    for (_, a), (_, b) in ((started[0], started[2]), (started[1], started[3])):
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    for module, initial in started[:4]:  # each was trained (a reused model would not start as above)
+        trained_now = module.model.state_dict()
+        assert any(not torch.equal(initial[k], trained_now[k].cpu()) for k in transferred)
 
 
 def test_same_seed_same_weights(tmp_path: Path, synth_dir: Path) -> None:

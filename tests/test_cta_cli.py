@@ -5,9 +5,13 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import lightning.pytorch as pl
 import pytest
+import torch
 
+from angioseg.cta import training
 from angioseg.cta.volume_io import read_volume
+from angioseg.train.trainer import make_trainer
 from conftest import run_cli
 
 TINY = ["--crop", "32", "--crop-depth", "16", "--width", "4", "--batch-size", "2", "--val", "1"]
@@ -54,18 +58,56 @@ def test_train_3d_with_channel_then_segment_and_evaluate(phantoms: Path, tmp_pat
     )
 
 
-def test_train_2d_grid_and_resume(phantoms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+class _Killed(Exception):
+    """Stands for the machine going down mid-run (no checkpoint is written on the way out)."""
+
+
+class _Probe(pl.Callback):
+    """Records the epochs each fit trains and the weights it starts from; "kills" the run at ``kill_at``."""
+
+    def __init__(self, kill_at: int | None) -> None:
+        self.kill_at = kill_at
+        self.epochs: list[int] = []
+        self.start: dict[str, torch.Tensor] = {}
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.epochs, self.start = [], {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if trainer.current_epoch == self.kill_at:
+            raise _Killed
+        self.epochs.append(trainer.current_epoch)
+
+
+def test_train_2d_grid_resumes_a_run_killed_mid_way(
+    phantoms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     run = tmp_path / "run2d"
     args = ["cta", "train", "--data", phantoms, "--out", run, "--dims", "2", "--sampling", "grid", *TINY]
+    args += ["--epochs", "3", "--samples-per-epoch", "2", "--no-progress"]  # one step per epoch
+    probe = _Probe(kill_at=2)
+    monkeypatch.setattr(
+        training, "make_trainer", lambda *a, **k: make_trainer(*a, **{**k, "callbacks": [probe]})
+    )
+    with pytest.raises(_Killed):  # killed after epochs 0 and 1
+        run_cli(args)
+    assert probe.epochs == [0, 1] and not (run / "model.safetensors").exists()
+    saved = torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert saved["epoch"] == 1 and saved["global_step"] == 2
+    probe.kill_at = None
     capsys.readouterr()
-    assert run_cli([*args, "--max-steps", "2", "--epochs", "1", "--no-progress"]) == 0
+    assert run_cli([*args, "--resume"]) == 0
     captured = capsys.readouterr()
     assert "it/s" not in captured.out + captured.err  # no Lightning progress bar with --no-progress
+    # The resumed fit starts from the saved weights and trains only the missing epoch 2. (It is not
+    # bit-identical to an uninterrupted run: the sampler's, the patch dataset's and dropout's random
+    # states are not in the checkpoint, so epoch 2 draws other patches.)
+    assert probe.epochs == [2]
+    assert probe.start.keys() == saved["state_dict"].keys()
+    assert all(torch.equal(probe.start[k], v) for k, v in saved["state_dict"].items())
+    assert json.loads((run / "train_summary.json").read_text(encoding="utf-8"))["steps"] == 3
+    assert torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["epoch"] == 2
     assert json.loads((run / "model.json").read_text(encoding="utf-8"))["model"]["spatial_dims"] == 2
-    assert (run / "checkpoints" / "last.ckpt").exists()
-    # --resume continues from last.ckpt with the run's own config.yaml (here: already finished at 2 steps)
-    assert run_cli([*args, "--resume"]) == 0
-    assert json.loads((run / "train_summary.json").read_text(encoding="utf-8"))["steps"] == 2
 
 
 def test_bad_dataset_is_a_one_line_error(tmp_path: Path) -> None:

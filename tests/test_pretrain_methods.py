@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 
@@ -110,18 +111,30 @@ def test_cmunet_views_and_mask_ratio() -> None:
     assert masked.flatten(1).sum(1).tolist() == [127 * 256, 127 * 256]
 
 
-def test_cmunet_contrastive_term_is_info_nce_of_its_embeddings() -> None:
-    from angioseg.pretrain.losses import info_nce
+def test_cmunet_contrastive_term_is_info_nce_of_its_embeddings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """loss_ct is 2 tau * CE of the cosine logits / 0.07 (numpy, by hand) of the embeddings it contrasts."""
+    from angioseg.pretrain import cmunet, losses
 
+    seen: list[tuple[np.ndarray, np.ndarray, float, int]] = []
+
+    def spy(q: torch.Tensor, k: torch.Tensor, tau: float = 0.07, scale: Any = None, offset: int = 0) -> Any:
+        assert scale is None and q.requires_grad and not k.requires_grad  # no gradient to the target
+        seen.append((q.detach().double().numpy(), k.double().numpy(), tau, offset))
+        return losses.info_nce(q, k, tau, scale, offset)
+
+    monkeypatch.setattr(cmunet, "info_nce", spy)
     method = make("cmunet")
-    batch = batch_of(method)
-    torch.manual_seed(5)
-    out = method(batch)
-    torch.manual_seed(5)
-    m = method.mask(batch["online"])
-    q = method.online_embedding(method.backbone.encoder(batch["online"] * (1 - m)))
-    k = method.target_embedding(batch["target"])
-    assert out["loss_ct"].item() == pytest.approx(info_nce(q, k, 0.07).item(), rel=1e-5)
+    out = method(batch_of(method))
+    assert len(seen) == 1
+    q, k, tau, offset = seen[0]
+    assert tau == 0.07 and offset == 0 and q.shape == k.shape and q.shape[0] == 4
+    qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+    kn = k / np.linalg.norm(k, axis=1, keepdims=True)
+    logits = qn @ kn.T / 0.07
+    log_softmax = logits - logits.max(1, keepdims=True)
+    log_softmax -= np.log(np.exp(log_softmax).sum(1, keepdims=True))
+    expected = 2 * 0.07 * -np.mean(np.diag(log_softmax))  # positive of query i: key i
+    assert out["loss_ct"].item() == pytest.approx(expected, rel=1e-5)
     assert out["loss"].item() == pytest.approx(out["loss_ct"].item() + out["loss_rc"].item(), rel=1e-5)
 
 

@@ -76,6 +76,15 @@ def test_info_nce_matches_hand_computation() -> None:
     assert info_nce(q, torch.eye(2), tau=0.5).item() == pytest.approx(math.log(1 + math.exp(-2)), rel=1e-6)
 
 
+def test_info_nce_positive_offset_and_scale_by_hand() -> None:
+    # One query [2, 0] (unit after normalising) against keys e1, e2, tau = 1: logits [1, 0].
+    q, k = torch.tensor([[2.0, 0.0]]), torch.eye(2)
+    assert info_nce(q, k, tau=1.0).item() == pytest.approx(2 * math.log(1 + math.exp(-1)), rel=1e-6)
+    # offset 1 (the second device's query): the positive is key 1, logit 0 against 1.
+    assert info_nce(q, k, tau=1.0, offset=1).item() == pytest.approx(2 * math.log(1 + math.e), rel=1e-6)
+    assert info_nce(q, k, tau=1.0, scale=1.0).item() == pytest.approx(math.log(1 + math.exp(-1)), rel=1e-6)
+
+
 def test_info_nce_matches_reference_loop() -> None:
     torch.manual_seed(0)
     q, k, tau = torch.randn(3, 5), torch.randn(6, 5), 0.07

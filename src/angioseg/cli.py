@@ -110,12 +110,17 @@ def _opt(help: str, default: object = None, *names: str) -> Any:
 
 @app.command()
 def finetune(
-    data: Annotated[
-        Path, typer.Option("--data", help="Dataset folder with images/ and masks/ (same file names).")
-    ],
     out: Annotated[
         Path, typer.Option("--out", help="Run folder (config, splits, logs, checkpoints, model, test).")
     ],
+    data: Annotated[
+        Path | None,
+        typer.Option(
+            "--data",
+            help="Dataset folder with images/ and masks/ (same file names); optional with --resume.",
+            show_default=False,
+        ),
+    ] = None,
     labeled: Annotated[
         int | None, _opt("Number of labeled fine-tuning images (the label budget).", "all")
     ] = None,
@@ -166,21 +171,36 @@ def finetune(
         Path | None, _opt("YAML file of FinetuneConfig options; options given here override it.")
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its last checkpoint; a larger --epochs extends it.",
+        ),
     ] = False,
 ) -> None:
     """Fine-tune a UNet on a few labeled angiograms with Dice + cross-entropy.
 
     The best epoch is chosen on a validation split that never overlaps the test split; the test split
     is scored with every metric of the CM-UNet study into RUN_DIR/test/. With --resume, the run's own
-    config.yaml is used.
+    config.yaml is used: a larger --epochs extends the run and --patience may change; any other
+    option given must match the stored run.
     """
     from dataclasses import replace
 
-    from angioseg.config import load_config
+    from angioseg.config import from_dict, load_config, read_config_dict, to_dict
     from angioseg.train.finetune import FinetuneConfig, run_finetune
 
-    cfg = load_config(FinetuneConfig, config) if config else FinetuneConfig()
+    if data is None and not resume:
+        raise AngiosegError("finetune: --data is required (it may be omitted only with --resume)")
+    stored = out / "config.yaml"
+    # Options not given are taken from the run's config.yaml on --resume, from the defaults otherwise;
+    # options given (also through --config) override them, and run_finetune refuses a resumed run
+    # whose options differ from its stored ones (except a larger --epochs and --patience).
+    base = to_dict(load_config(FinetuneConfig, stored) if resume and stored.is_file() else FinetuneConfig())
+    if config:
+        load_config(FinetuneConfig, config)  # unknown or malformed options: an error naming the file
+        base = _merged(base, read_config_dict(config))
+    cfg = from_dict(FinetuneConfig, base, str(config or stored))
     given: dict[str, Any] = {
         "labeled": labeled,
         "fraction": fraction,
@@ -199,7 +219,9 @@ def finetune(
         "kfold": kfold,
         "precision": precision,
     }
-    cfg = replace(cfg, data=str(data), out=str(out), **{k: v for k, v in given.items() if v is not None})
+    cfg = replace(
+        cfg, data=str(data or cfg.data), out=str(out), **{k: v for k, v in given.items() if v is not None}
+    )
     if no_augment:
         cfg = replace(cfg, augment=False)
     if image_size is not None:
@@ -208,6 +230,14 @@ def finetune(
     title = f"test split ({len(res.splits['test'])} images), best epoch {res.best_epoch}"
     out_console.print(metrics_table(res.summary, title))
     out_console.print(f"model: {res.run_dir / 'model.safetensors'}   test report: {res.run_dir / 'test'}")
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``base`` updated by ``over``, nested mappings merged key by key."""
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = _merged(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
 
 
 @app.command()

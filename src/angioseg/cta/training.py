@@ -215,8 +215,10 @@ def run_train(
         gradient_clip_val=cfg.grad_clip,
         max_steps=cfg.max_steps,
     )
+    from lightning.pytorch.callbacks import EarlyStopping
+
     for cb in trainer.callbacks:  # a run cut by --max-steps mid-epoch has no val_loss for that epoch
-        if cb.__class__.__name__ == "EarlyStopping":
+        if isinstance(cb, EarlyStopping):
             cb.strict = False
     last = run_dir / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()

@@ -42,6 +42,7 @@ from angioseg.models.unet import UNet, count_parameters, set_memory_format
 from angioseg.predict import predict_proba
 from angioseg.train.checkpoint import load_pretrained, save_run_model
 from angioseg.train.module import SegmentationModule
+from angioseg.train.resume import resume_config
 from angioseg.train.trainer import make_trainer
 from angioseg.utils import seed_everything, write_json
 
@@ -311,11 +312,19 @@ def run_finetune(
     progress: bool = True,
     announce: Callable[[str], None] | None = print,
 ) -> FinetuneResult:
-    """Fine-tune, select the best epoch on validation, export the model and score the test split."""
+    """Fine-tune, select the best epoch on validation, export the model and score the test split.
+
+    With ``resume``, ``cfg`` must be the run's stored ``config.yaml`` except for a larger ``epochs``
+    (the run trains on up to the new total, also after it had finished) and ``patience``; the new
+    values are written into ``config.yaml``. A run that had stopped early keeps its count of epochs
+    since the best validation Dice, so it trains on only with a larger patience (or an improvement).
+    """
     run_dir = Path(cfg.out)
     _check_run_dir(run_dir, resume)
+    stored = None
     if resume:
-        cfg = load_config(FinetuneConfig, run_dir / "config.yaml")
+        stored = load_config(FinetuneConfig, run_dir / "config.yaml")
+        cfg = resume_config(stored, cfg, str(run_dir / "config.yaml"))
     seed_everything(cfg.seed)
     all_samples = load_dataset(cfg.data, channel=cfg.channel)
     labeled = {s.name: s for s in all_samples if s.mask is not None}
@@ -330,8 +339,9 @@ def run_finetune(
         )
     if cfg.pretrained:
         check_pretrained_images(cfg.pretrained, labeled, splits["test"], None if resume else announce)
-    if not resume:
+    if stored is None or (cfg.epochs, cfg.patience) != (stored.epochs, stored.patience):
         save_config(run_dir / "config.yaml", cfg)
+    if not resume:
         write_json(
             run_dir / "data.json",
             {

@@ -48,6 +48,27 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*`isinstance.*treespec.*")
 
 
+def _early_stopping(monitor: str, mode: str, patience: int) -> Any:
+    """Lightning's ``EarlyStopping`` whose patience stays the one given here after a ``--resume``.
+
+    Lightning restores the patience stored in the checkpoint with the rest of the callback state
+    (wait count, best score), so a resumed run could not be given a new ``--patience``.
+    """
+    from lightning.pytorch.callbacks import EarlyStopping
+
+    class _EarlyStopping(EarlyStopping):
+        @property
+        def state_key(self) -> str:  # Lightning's own key, so that older checkpoints restore too
+            return f"EarlyStopping{dict(monitor=self.monitor, mode=self.mode)!r}"
+
+        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+            patience = self.patience
+            super().load_state_dict(state_dict)
+            self.patience = patience
+
+    return _EarlyStopping(monitor=monitor, mode=mode, patience=patience)
+
+
 def make_trainer(
     run_dir: str | Path,
     max_epochs: int,
@@ -70,7 +91,7 @@ def make_trainer(
 ) -> Any:
     """A Trainer writing ``checkpoints/{best,last}.ckpt`` and CSV (+ TensorBoard) logs into ``run_dir/logs/version_N``."""
     import lightning.pytorch as pl
-    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, TQDMProgressBar
+    from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
     quiet_lightning()
@@ -93,14 +114,28 @@ def make_trainer(
             filename="best",
             monitor=monitor,
             mode=mode,
-            save_last=True,
+            save_last=monitor is None,  # without a monitor, "best" is simply the latest
             save_top_k=1,
             every_n_epochs=checkpoint_every_n_epochs,
             enable_version_counter=False,
         )
     ]
+    if monitor:
+        # last.ckpt, the state --resume continues from, after every checkpointed epoch: Lightning's
+        # save_last writes it only when the monitored score improves, so a resume would repeat the
+        # epochs since the best one (and their early-stopping counts).
+        cbs.append(
+            ModelCheckpoint(
+                dirpath=str(run_dir / "checkpoints"),
+                filename="last",
+                monitor=None,
+                save_top_k=1,
+                every_n_epochs=checkpoint_every_n_epochs,
+                enable_version_counter=False,
+            )
+        )
     if monitor and patience:
-        cbs.append(EarlyStopping(monitor=monitor, mode=mode, patience=patience))
+        cbs.append(_early_stopping(monitor, mode, patience))
     if progress:
         cbs.append(TQDMProgressBar(refresh_rate=1))
     cbs.extend(callbacks)

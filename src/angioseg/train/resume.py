@@ -1,0 +1,67 @@
+"""What ``--resume`` may change in a stored run: a larger ``epochs``, and ``patience``; nothing else."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, TypeVar
+
+from angioseg.config import to_dict
+from angioseg.errors import AngiosegError
+
+C = TypeVar("C", bound=Any)  # a run config dataclass with ``epochs``, ``patience`` and ``out``
+
+# What a --resume may change: a larger ``epochs`` extends the run, ``patience`` only decides when it
+# stops. Everything else would make the continued run a different experiment from its first part.
+RESUME_MAY_CHANGE = ("epochs", "patience")
+# Config keys whose command-line option is not simply ``--`` + the key with dashes.
+_FLAGS = {
+    "min_steps_per_epoch": "--steps",
+    "preprocess.image_size": "--image-size",
+    "augment": "--no-augment",
+}
+
+
+def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _same_path(a: Any, b: Any) -> bool:
+    if a is None or b is None or a == b:
+        return bool(a == b)
+    return Path(a).expanduser().resolve() == Path(b).expanduser().resolve()
+
+
+def resume_config(stored: C, cfg: C, where: str) -> C:
+    """The config a resumed run goes on with: ``stored`` with ``cfg``'s (larger) ``epochs`` and ``patience``.
+
+    ``cfg.out`` is where the run is now. Any other difference, and fewer epochs than stored, is an
+    :class:`AngiosegError` naming the option, the stored and the given value.
+    """
+    old, new = _flat(to_dict(stored)), _flat(to_dict(cfg))
+    changed = []
+    for key, was in old.items():
+        given = new.get(key)
+        if key == "out" or key in RESUME_MAY_CHANGE:
+            continue
+        same = _same_path(was, given) if key in ("data", "pretrained") else was == given
+        if not same:
+            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
+            named = f"{key} in config.yaml: " if key in _FLAGS else ""
+            changed.append(f"{flag} ({named}stored {was!r}, given {given!r})")
+    if cfg.epochs < stored.epochs:
+        changed.append(
+            f"--epochs (stored {stored.epochs}, given {cfg.epochs}): a resumed run can only be extended"
+        )
+    if changed:
+        raise AngiosegError(
+            f"{where}: --resume cannot change {'; '.join(changed)}. Only a larger --epochs and "
+            "--patience may differ from the stored run; start a new --out to change anything else"
+        )
+    return replace(stored, out=cfg.out, epochs=cfg.epochs, patience=cfg.patience)

@@ -1,0 +1,55 @@
+"""The shared Trainer factory: a resumed run that had stopped early trains on with a new patience."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from angioseg.train.trainer import make_trainer
+
+
+class _Flat(pl.LightningModule):
+    """A linear model whose validation Dice never improves (so early stopping counts every epoch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lin = torch.nn.Linear(1, 1)
+        self.epochs_trained: list[int] = []
+
+    def training_step(self, batch: Any, batch_idx: int) -> torch.Tensor:
+        return self.lin(batch[0]).pow(2).mean()
+
+    def on_train_epoch_end(self) -> None:
+        self.epochs_trained.append(self.current_epoch)
+
+    def validation_step(self, batch: Any, batch_idx: int) -> None:
+        self.log("val_dice", 0.5)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.SGD(self.parameters(), lr=0.01)
+
+
+def _fit(run: Path, epochs: int, patience: int, resume: bool) -> list[int]:
+    data = DataLoader(TensorDataset(torch.ones(2, 1)), batch_size=2)
+    module = _Flat()
+    trainer = make_trainer(
+        run, epochs, patience=patience, precision="fp32", progress=False, accelerator="cpu"
+    )
+    trainer.fit(module, data, data, ckpt_path=str(run / "checkpoints" / "last.ckpt") if resume else None)
+    return module.epochs_trained
+
+
+def test_resume_with_a_larger_patience_trains_on_after_an_early_stop(tmp_path: Path) -> None:
+    # Epoch 0 sets the best score, epoch 1 does not improve it: patience 1 stops after epoch 1.
+    assert _fit(tmp_path, 10, patience=1, resume=False) == [0, 1]
+    # Lightning restores the callback's stored patience (1) with its wait count (1); the new patience
+    # (3) must win, so epochs 2 and 3 run before the wait count reaches 3 (a restored patience of 1
+    # would stop after epoch 2).
+    assert _fit(tmp_path, 10, patience=3, resume=True) == [2, 3]
+    ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["epoch"] == 3
+    assert any(k.startswith("EarlyStopping{") and v["patience"] == 3 for k, v in ckpt["callbacks"].items())
