@@ -28,7 +28,7 @@ from typing import Any
 from angioseg.data.datasets import load_dataset
 from angioseg.data.leakage import sample_hashes
 from angioseg.data.preprocess import PreprocessConfig
-from angioseg.data.splits import SplitSpec, make_splits
+from angioseg.data.splits import SplitSpec, image_groups, make_splits
 from angioseg.pretrain import METHOD_NAMES
 from angioseg.pretrain.run import PretrainConfig, run_pretrain
 from angioseg.train.finetune import FinetuneConfig, run_finetune
@@ -50,8 +50,10 @@ def held_out_hashes(labeled_data: Path) -> dict[str, str]:
     """Pixel hashes of the test split that every fine-tuning run of the study draws (it depends only
     on the labeled names, the test share and ``test_seed``, all fine-tuning defaults here)."""
     ft = FinetuneConfig()
-    labeled = {s.name: s for s in load_dataset(labeled_data) if s.mask is not None}
-    test = make_splits(sorted(labeled), SplitSpec(ft.test, ft.val, test_seed=ft.test_seed))["test"]
+    every = load_dataset(labeled_data)
+    labeled = {s.name: s for s in every if s.mask is not None}
+    groups = image_groups({s.name: s.source for s in every})  # as run_finetune draws it
+    test = make_splits(sorted(labeled), SplitSpec(ft.test, ft.val, test_seed=ft.test_seed), groups)["test"]
     return sample_hashes(labeled, test)
 
 

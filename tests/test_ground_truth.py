@@ -74,33 +74,57 @@ def test_truth_is_only_binarised_and_resized() -> None:
 def test_finetune_scores_validation_and_test_against_the_masks_as_drawn(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Even with every hole filled for training, the truths handed to the scorer are the rings drawn."""
+    """Even with every hole filled for training, every mask that is scored -- test, validation, and
+    the held-out fold of the k-fold search -- is the ring as drawn; the training masks are filled."""
     import angioseg.train.finetune as ft
     from angioseg.data.io import write_png
 
     rng = np.random.default_rng(0)
-    for i in range(6):
+    for i in range(8):
         m = ring(64, 20 + i % 3, 14)
         image = np.where(m, 60, 180) + rng.normal(0, 5, m.shape)
         write_png(tmp_path / "data" / "images" / f"r{i}.png", np.clip(image, 0, 255).astype(np.uint8))
         write_png(tmp_path / "data" / "masks" / f"r{i}.png", m)
     scored: list[np.ndarray] = []
-    real_score_pairs = ft.score_pairs
+    trained: list[np.ndarray] = []
+    real_score_pairs, real_loaders = ft.score_pairs, ft._loaders
 
-    def capture(pairs, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def capture_scores(pairs, *args, **kwargs):  # type: ignore[no-untyped-def]
         scored.extend(g for _, _, g in pairs)
         return real_score_pairs(pairs, *args, **kwargs)
 
-    monkeypatch.setattr(ft, "score_pairs", capture)
+    def capture_loaders(cfg, train, val, batch_size):  # type: ignore[no-untyped-def]
+        trained.extend(train[1])
+        scored.extend(val[1])
+        return real_loaders(cfg, train, val, batch_size)
+
+    monkeypatch.setattr(ft, "score_pairs", capture_scores)
+    monkeypatch.setattr(ft, "_loaders", capture_loaders)
     prep = PreprocessConfig(image_size=64, max_hole_area=None, inpaint_corners=False, unsharp=False)
     cfg = ft.FinetuneConfig(
         data=str(tmp_path / "data"), out=str(tmp_path / "run"), test=2, val=1, width=4, depth=2,
         epochs=1, batch_size=2, min_steps_per_epoch=1, augment=False, preprocess=prep,
+        kfold=2, kfold_lrs=[1e-3], kfold_batch_sizes=[2], kfold_epochs=1,
     )  # fmt: skip
     ft.run_finetune(cfg, progress=False, announce=None)
-    assert len(scored) == 2
+    # 2 test + 1 validation (final fit) + 5 held out over the 2 folds
+    assert len(scored) == 2 + 1 + 5
     for g in scored:
         assert not g[32, 32] and g.sum() < np.pi * 22**2 - 400  # the loop's inside is background
+    assert trained and all(t[32, 32] for t in trained)  # training masks: every hole filled, as asked
+
+
+def test_configs_with_the_old_key_load_everywhere() -> None:
+    """Run and study configs written before max_hole_area (``fill_holes``) still load, with their meaning."""
+    from angioseg.config import from_dict
+    from angioseg.pretrain.run import PretrainConfig
+    from angioseg.train.finetune import FinetuneConfig
+
+    assert from_dict(FinetuneConfig, {"preprocess": {"fill_holes": True}}).preprocess.max_hole_area is None
+    assert from_dict(PretrainConfig, {"preprocess": {"fill_holes": False}}).preprocess.max_hole_area == 0
+    # --config FILE is merged over the defaults (max_hole_area 4): the old key still decides
+    merged = {"preprocess": {"max_hole_area": DEFAULT_MAX_HOLE_AREA, "fill_holes": True}}
+    assert from_dict(FinetuneConfig, merged).preprocess.max_hole_area is None
 
 
 @pytest.mark.realdata

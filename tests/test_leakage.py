@@ -21,6 +21,7 @@ from angioseg.data.io import read_image
 from angioseg.data.leakage import (
     HASH_FILE,
     check_no_test_images,
+    check_pretrained_images,
     pixel_hash,
     read_image_hashes,
     sample_hashes,
@@ -29,7 +30,6 @@ from angioseg.data.preprocess import PreprocessConfig
 from angioseg.errors import LeakageError
 from angioseg.pretrain.data import load_unlabeled
 from angioseg.pretrain.run import PretrainConfig, run_pretrain
-from angioseg.train.finetune import check_pretrained_images
 from tests.conftest import run_cli
 
 TEST_IMAGE = "synth_0009"  # in the test split of synth_dir's 24 names (test 0.2, test_seed 42)

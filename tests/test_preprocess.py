@@ -81,6 +81,8 @@ def collimated(
         ([0, 0.5, 1], np.float32, [0, 127.5, 255]),  # float in [0, 1]: x 255
         ([0, 2, 255], np.float64, [0, 2, 255]),  # float already on the 8-bit scale
         ([-1, 0, 1], np.float32, [0, 127.5, 255]),  # any other float range: min-max
+        ([0, 0.515, 1.03], np.float32, [0, 127.5, 255]),  # unit range past 1 (resampling): min-max
+        ([0, 1, 2], np.uint8, [0, 1, 2]),  # integers are never taken as unit range
         ([300, 300, 300], np.float32, [0, 0, 0]),  # constant, out of range
     ],
 )

@@ -131,6 +131,19 @@ def test_frames_of_a_cine_never_straddle_splits(tmp_path: Path, seed: int) -> No
     assert any(len({old[f"run{c}_f{f:03d}"] for f in range(6)}) > 1 for c in range(3))
 
 
+def test_frames_exported_one_file_each_stay_together(tmp_path: Path) -> None:
+    """PNG exports of cine frames (run0_f000.png, ...) are grouped by their run, like a cine file."""
+    sources = {f"run{c}_f{f:03d}": tmp_path / f"run{c}_f{f:03d}.png" for c in range(3) for f in range(6)}
+    sources["training_01"] = tmp_path / "training_01.png"  # an ordinary name stays alone
+    groups = image_groups(sources)
+    assert len({groups[f"run1_f{f:03d}"] for f in range(6)}) == 1
+    assert groups["run0_f000"] != groups["run1_f000"] and groups["training_01"] == "training_01"
+    for seed in range(4):
+        where = _split_of(make_splits(list(sources), SplitSpec(test=0.3, val=0.3, seed=seed), groups))
+        for c in range(3):
+            assert len({where[f"run{c}_f{f:03d}"] for f in range(6)}) == 1
+
+
 def test_label_budget_counts_images_and_stays_nested(tmp_path: Path) -> None:
     sources = {f"run{c}_f{f:03d}": tmp_path / f"run{c}.dcm" for c in range(10) for f in range(2)}
     sources.update({f"single{i}": tmp_path / f"single{i}.png" for i in range(5)})
@@ -205,6 +218,7 @@ def test_splits_json_records_groups_and_spec(tmp_path: Path) -> None:
     assert sorted(data["groups"].values()) == [[f"run{c}_f000", f"run{c}_f001"] for c in range(5)]
 
 
+@pytest.mark.realdata
 def test_cimat_dataset_on_disk_keeps_its_splits() -> None:
     # the real folder (one PNG per image): file groups change nothing, for any seed or budget
     from angioseg.data.datasets import load_dataset

@@ -36,8 +36,15 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 
 
 def from_dict(cls: type[T], data: dict[str, Any] | None, where: str = "config") -> T:
-    """Build ``cls`` from a dict, recursing into dataclass-typed fields; unknown keys are an error."""
+    """Build ``cls`` from a dict, recursing into dataclass-typed fields; unknown keys are an error.
+
+    A dataclass with a static ``upgrade(dict) -> dict`` first translates keys that older versions
+    wrote (so old ``config.yaml`` files still load, with their old meaning).
+    """
     data = dict(data or {})
+    upgrade = getattr(cls, "upgrade", None)
+    if callable(upgrade):
+        data = upgrade(data)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     unknown = sorted(set(data) - names)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -116,9 +116,38 @@ def read_image_hashes(pretrained: str | Path) -> list[tuple[str, str]] | None:
         raise DataError(path, f"not a readable list of pretraining image hashes ({exc})") from None
 
 
+def check_pretrained_images(
+    pretrained: str | Path,
+    samples: dict[str, Sample],
+    test: Sequence[str],
+    announce: Callable[[str], None] | None = None,
+) -> bool:
+    """Refuse a pretraining run that recorded one of the ``test`` images among its own (same pixels).
+
+    Returns whether the check could be made: a run folder without ``pretrain_images.json`` (made
+    before angioseg recorded it, or a bare checkpoint) is announced as unchecked.
+
+    Raises:
+        LeakageError: listing each pretraining file and the test image it equals.
+    """
+    if not Path(pretrained).exists():
+        return False  # loading it says so
+    recorded = read_image_hashes(pretrained)
+    if recorded is None:
+        if announce:
+            announce(
+                f"note: {pretrained} has no {HASH_FILE} (pretrained by an older angioseg?); "
+                "cannot check that its images exclude the test split"
+            )
+        return False
+    check_no_test_images(recorded, sample_hashes(samples, test), f"--pretrained {pretrained}")
+    return True
+
+
 __all__ = [
     "HASH_FILE",
     "check_no_test_images",
+    "check_pretrained_images",
     "frame_label",
     "pixel_hash",
     "read_image_hashes",

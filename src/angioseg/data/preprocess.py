@@ -52,12 +52,22 @@ class PreprocessConfig:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    @staticmethod
+    def upgrade(d: dict[str, Any]) -> dict[str, Any]:
+        """Translate keys of older configs: ``fill_holes`` (True filled every hole; False none).
+
+        The old key wins over a ``max_hole_area`` beside it: a file written with ``fill_holes`` was
+        written before ``max_hole_area`` existed, so a ``max_hole_area`` next to it is a default
+        merged in (``--config`` over the defaults), not a choice.
+        """
+        d = dict(d)
+        if "fill_holes" in d:
+            d["max_hole_area"] = None if bool(d.pop("fill_holes")) else 0
+        return d
+
     @classmethod
     def from_dict(cls, d: dict[str, Any] | None) -> PreprocessConfig:
-        d = dict(d or {})
-        if "fill_holes" in d:  # configs written before max_hole_area: True filled every hole
-            legacy = bool(d.pop("fill_holes"))
-            d.setdefault("max_hole_area", None if legacy else 0)
+        d = cls.upgrade(dict(d or {}))
         known = {f.name for f in fields(cls)}
         unknown = set(d) - known
         if unknown:
@@ -73,6 +83,10 @@ class Geometry:
     crop_box: tuple[int, int, int, int]  # row0, col0, height, width in the original image
 
 
+#: A float image whose maximum is at most this is never taken as 8-bit data (see :func:`to_8bit_range`).
+UNIT_FLOAT_MAX = 2.0
+
+
 def to_8bit_range(image: np.ndarray) -> np.ndarray:
     """Bring raw intensities onto the 8-bit scale (0..255, float32) that the corner threshold assumes.
 
@@ -81,12 +95,15 @@ def to_8bit_range(image: np.ndarray) -> np.ndarray:
     * integer images (uint8, uint16, int16, 12-bit DICOM, ...): kept as they are when all values lie
       in 0..255 (8-bit data, whatever the container), otherwise min-max scaled to 0..255;
     * float images: values in [0, 1] (the usual float convention) are multiplied by 255; values in
-      0..255 are kept; any other range is min-max scaled to 0..255.
+      0..255 that reach above :data:`UNIT_FLOAT_MAX` are kept (8-bit data stored as float); any
+      other range is min-max scaled to 0..255 -- also a unit-range image that resampling pushed
+      slightly past 1 (e.g. [0, 1.03]), which must not be taken for a nearly black 8-bit one.
 
     The readers (:func:`~angioseg.data.io.read_frames`) return float32 arrays that hold a file's
     integers exactly, so files follow the same rule: 8-bit PNG/JPEG/DICOM data is kept, 12/16-bit
     data is min-max scaled, a float NPY/TIFF in [0, 1] is multiplied by 255. The only case where the
-    dtype matters is an integer image whose values are all 0 or 1 (kept as is, not multiplied).
+    dtype matters is an all-but-black integer image whose maximum is at most 2 (kept as it is in
+    memory; stretched when read from a file).
     A 16-bit copy ``x * 257`` of an 8-bit ``x`` gives ``x`` back when ``x`` spans 0..255. A constant
     image out of range becomes all zeros.
     """
@@ -95,7 +112,7 @@ def to_8bit_range(image: np.ndarray) -> np.ndarray:
     lo, hi = float(x.min()), float(x.max())
     if not integer and lo >= 0 and hi <= 1:
         return x * np.float32(255)
-    if lo >= 0 and hi <= 255:
+    if lo >= 0 and hi <= 255 and (integer or hi > UNIT_FLOAT_MAX):
         return x
     if hi <= lo:
         return np.zeros_like(x)

@@ -8,8 +8,8 @@ choose the best epoch and are never test images.
 
 **Groups.** Images that must not be separated (the frames of one cine run, the images of one
 patient) form a group, and a split holds whole groups. The frames of one multi-frame file
-(``<file>_f<NNN>``) always form a group; a ``groups.csv`` (columns ``name,group``) joins more
-images, e.g. by patient. The draw is the one above with groups in place of images, groups ordered
+(``<file>_f<NNN>``) always form a group, and so do frames exported one file each under those
+names; a ``groups.csv`` (columns ``name,group``) joins more images, e.g. by patient. The draw is the one above with groups in place of images, groups ordered
 by their first name: when every group has one image (an ordinary dataset of single images) the
 splits are exactly those of the image-wise draw. Sizes are still counted in images:
 
@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
@@ -36,6 +37,9 @@ from angioseg.utils import write_json
 
 SPLIT_KEYS = ("test", "val", "finetune", "pretrain")
 GROUP_COLUMNS = ("name", "group")
+# The name angioseg gives a cine frame (<file>_f<NNN>, io.read_frames); frames exported as separate
+# files under such names are kept together like the frames of one file.
+EXPORTED_FRAME = re.compile(r"^(.+)_f\d{3,}$")
 
 
 @dataclass
@@ -225,6 +229,9 @@ def read_groups_csv(path: str | Path) -> dict[str, str]:
 def image_groups(sources: Mapping[str, str | Path], groups_csv: str | Path | None = None) -> dict[str, str]:
     """``image name -> group id``: the frames of one file form a group, joined further by ``groups_csv``.
 
+    Frames exported one file each under angioseg's frame names (``run_f000.png``, ``run_f001.png``)
+    also form a group (``run``).
+
     Args:
         sources: every image name of the dataset -> the file it was read from.
         groups_csv: optional ``name,group`` CSV (:func:`read_groups_csv`); a name there is an image
@@ -250,6 +257,14 @@ def image_groups(sources: Mapping[str, str | Path], groups_csv: str | Path | Non
     by_file: dict[str, list[str]] = {}
     for name, src in sources.items():
         by_file.setdefault(str(src), []).append(name)
+    exported: dict[str, list[str]] = {}  # cine frames exported one file each: <run>_f<NNN>.png
+    for name in sources:
+        m = EXPORTED_FRAME.match(name)
+        if m:
+            exported.setdefault(m.group(1), []).append(name)
+    for frames in exported.values():
+        for f in frames[1:]:
+            union(frames[0], f)
     alias: dict[str, list[str]] = {}
     for src, frames in by_file.items():
         for f in frames[1:]:

@@ -33,8 +33,8 @@ from angioseg.config import load_config, save_config, to_dict
 from angioseg.data.augment import paper_augmentations
 from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.io import write_png
-from angioseg.data.leakage import HASH_FILE, check_no_test_images, read_image_hashes, sample_hashes
-from angioseg.data.preprocess import PreprocessConfig, preprocess_pair
+from angioseg.data.leakage import check_pretrained_images
+from angioseg.data.preprocess import PreprocessConfig, preprocess_pair, truth_mask
 from angioseg.data.splits import SplitSpec, image_groups, load_or_make_splits
 from angioseg.errors import AngiosegError
 from angioseg.metrics.evaluate import score_pairs, write_report
@@ -204,8 +204,12 @@ def kfold_search(
     data: tuple[list[np.ndarray], list[np.ndarray]],
     run_dir: Path,
     progress: bool,
+    truth: Sequence[np.ndarray] | None = None,
 ) -> tuple[float, int, list[dict[str, Any]]]:
     """Pick (lr, batch size) by mean best validation Dice over ``cfg.kfold`` folds of the fine-tuning set.
+
+    ``data`` holds the images and their training masks; a fold's held-out images are scored against
+    ``truth`` (the masks as drawn, same order; default: the training masks).
 
     A fresh model (re-loaded from the pretrained weights) is trained for every fold and setting;
     the authors' code kept training one model across folds, so later folds had seen their own
@@ -214,6 +218,7 @@ def kfold_search(
     from sklearn.model_selection import KFold
 
     n = len(data[0])
+    scored = list(data[1] if truth is None else truth)
     k = min(cfg.kfold, n)
     if k < 2:
         raise AngiosegError(f"--kfold needs at least 2 fine-tuning images, got {n}")
@@ -229,7 +234,7 @@ def kfold_search(
                 tl, vl = _loaders(
                     cfg,
                     ([data[0][i] for i in tr], [data[1][i] for i in tr]),
-                    ([data[0][i] for i in va], [data[1][i] for i in va]),
+                    ([data[0][i] for i in va], [scored[i] for i in va]),
                     bs,
                 )
                 trainer = make_trainer(
@@ -248,34 +253,6 @@ def kfold_search(
     best_row = max(rows, key=lambda r: float(r["mean_val_dice"]))
     write_json(run_dir / "kfold.json", {"folds": k, "results": rows, "chosen": best_row})
     return float(best_row["lr"]), int(best_row["batch_size"]), rows
-
-
-def check_pretrained_images(
-    pretrained: str | Path,
-    samples: dict[str, Sample],
-    test: Sequence[str],
-    announce: Callable[[str], None] | None = None,
-) -> bool:
-    """Refuse a pretraining run that recorded one of the ``test`` images among its own (same pixels).
-
-    Returns whether the check could be made: a run folder without ``pretrain_images.json`` (made
-    before angioseg recorded it, or a bare checkpoint) is announced as unchecked.
-
-    Raises:
-        LeakageError: listing each pretraining file and the test image it equals.
-    """
-    if not Path(pretrained).exists():
-        return False  # loading it says so
-    recorded = read_image_hashes(pretrained)
-    if recorded is None:
-        if announce:
-            announce(
-                f"note: {pretrained} has no {HASH_FILE} (pretrained by an older angioseg?); "
-                "cannot check that its images exclude the test split"
-            )
-        return False
-    check_no_test_images(recorded, sample_hashes(samples, test), f"--pretrained {pretrained}")
-    return True
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -353,12 +330,13 @@ def run_finetune(
     train = _prepare(cfg, labeled, splits["finetune"], train=True)
     val = _prepare(cfg, labeled, splits["val"])
     lr, bs = cfg.lr, cfg.batch_size
-    if cfg.kfold and not resume:
-        lr, bs, _ = kfold_search(cfg, train, run_dir, progress)
+    if cfg.kfold and not (run_dir / "kfold.json").exists():  # also a resume killed during the search
+        drawn = [truth_mask(labeled[n].mask, cfg.preprocess) for n in splits["finetune"]]  # type: ignore[arg-type]
+        lr, bs, _ = kfold_search(cfg, train, run_dir, progress, truth=drawn)
         if announce:
             announce(f"k-fold search chose lr={lr:g}, batch size={bs}")
         seed_everything(cfg.seed)
-    elif cfg.kfold and (run_dir / "kfold.json").exists():
+    elif cfg.kfold:
         import json
 
         chosen = json.loads((run_dir / "kfold.json").read_text(encoding="utf-8"))["chosen"]

@@ -14,12 +14,16 @@ C = TypeVar("C", bound=Any)  # a run config dataclass with ``epochs``, ``patienc
 # What a --resume may change: a larger ``epochs`` extends the run, ``patience`` only decides when it
 # stops. Everything else would make the continued run a different experiment from its first part.
 RESUME_MAY_CHANGE = ("epochs", "patience")
-# Config keys whose command-line option is not simply ``--`` + the key with dashes.
+# The ``angioseg finetune`` options of config keys (other keys are named as config.yaml keys).
 _FLAGS = {
     "min_steps_per_epoch": "--steps",
     "preprocess.image_size": "--image-size",
     "augment": "--no-augment",
+    **{k: "--" + k.replace("_", "-") for k in ("data", "labeled", "fraction", "pretrained", "transfer")},
+    **{k: "--" + k.replace("_", "-") for k in ("width", "batch_size", "lr", "test", "val", "seed")},
+    **{k: "--" + k for k in ("kfold", "precision", "groups")},
 }
+_PATHS = ("data", "pretrained", "groups")
 
 
 def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -50,11 +54,14 @@ def resume_config(stored: C, cfg: C, where: str) -> C:
         given = new.get(key)
         if key == "out" or key in RESUME_MAY_CHANGE:
             continue
-        same = _same_path(was, given) if key in ("data", "pretrained") else was == given
+        same = _same_path(was, given) if key in _PATHS else was == given
         if not same:
-            flag = _FLAGS.get(key, "--" + key.replace("_", "-"))
-            named = f"{key} in config.yaml: " if key in _FLAGS else ""
-            changed.append(f"{flag} ({named}stored {was!r}, given {given!r})")
+            flag = _FLAGS.get(key)
+            if flag is None:
+                changed.append(f"config.yaml key {key} (stored {was!r}, given {given!r})")
+            else:
+                named = "" if flag == "--" + key.replace("_", "-") else f"{key} in config.yaml: "
+                changed.append(f"{flag} ({named}stored {was!r}, given {given!r})")
     if cfg.epochs < stored.epochs:
         changed.append(
             f"--epochs (stored {stored.epochs}, given {cfg.epochs}): a resumed run can only be extended"
