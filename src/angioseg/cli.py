@@ -131,20 +131,43 @@ def finetune(
     transfer: Annotated[
         str | None, _opt("What to load from --pretrained: auto, encoder, encoder+decoder.", "auto")
     ] = None,
+    preset: Annotated[
+        str | None,
+        _opt(
+            "Settings for width, epochs, batch size, steps, lr and patience: cpu (all labels of a 40-image "
+            "set in <= 15 min on 2 cores) or paper (the CM-UNet paper's GPU settings). Options given "
+            "override it.",
+            "cpu",
+        ),
+    ] = None,
     width: Annotated[
-        int | None, _opt("UNet base width; 64 = the paper's 31 M-parameter network, 16 is fast on a CPU.", 64)
+        int | None,
+        _opt("UNet base width; 64 = the paper's 31 M-parameter network, 16 is fast on a CPU.", "preset"),
     ] = None,
     image_size: Annotated[int | None, _opt("Images are resized to this side (paper: 256).", 256)] = None,
-    epochs: Annotated[int | None, _opt("Maximum epochs (paper: 128).", 128)] = None,
-    batch_size: Annotated[int | None, _opt("Batch size.", 8)] = None,
+    epochs: Annotated[int | None, _opt("Maximum epochs.", "preset")] = None,
+    batch_size: Annotated[int | None, _opt("Batch size.", "preset")] = None,
     steps: Annotated[
-        int | None, _opt("Minimum optimiser steps per epoch (small budgets cycle their images).", 8)
+        int | None, _opt("Minimum optimiser steps per epoch (small budgets cycle their images).", "preset")
     ] = None,
-    lr: Annotated[float | None, _opt("Adam learning rate (the paper's best).", 1e-3)] = None,
+    lr: Annotated[float | None, _opt("Adam learning rate.", "preset")] = None,
     patience: Annotated[
-        int | None, _opt("Early-stopping patience in epochs, on validation Dice.", 30)
+        int | None, _opt("Early-stopping patience in epochs, on validation Dice.", "preset")
     ] = None,
+    loss: Annotated[
+        str | None,
+        _opt("Training loss: dicece (Dice + cross-entropy) or dicecldice (+ soft-clDice).", "dicece"),
+    ] = None,
+    unlabeled: Annotated[
+        Path | None,
+        _opt("Folder of unlabeled angiograms for semi-supervised training (with --semi; never test images)."),
+    ] = None,
+    semi: Annotated[str | None, _opt("Semi-supervised method with --unlabeled: meanteacher.")] = None,
     test: Annotated[float | None, _opt("Test split: fraction (<1) or count.", 0.2)] = None,
+    test_fold: Annotated[
+        int | None,
+        _opt("Rotate the test split instead: fold K (0-4) of 5 disjoint folds covering every image once."),
+    ] = None,
     val: Annotated[
         float | None, _opt("Validation split (chooses the best epoch), outside the label budget.", 0.1)
     ] = None,
@@ -189,6 +212,7 @@ def finetune(
 
     from angioseg.config import from_dict, load_config, read_config_dict, to_dict
     from angioseg.train.finetune import FinetuneConfig, run_finetune
+    from angioseg.train.presets import DEFAULT_PRESET, describe, preset_values
 
     if data is None and not resume:
         raise AngiosegError("finetune: --data is required (it may be omitted only with --resume)")
@@ -196,7 +220,11 @@ def finetune(
     # Options not given are taken from the run's config.yaml on --resume, from the defaults otherwise;
     # options given (also through --config) override them, and run_finetune refuses a resumed run
     # whose options differ from its stored ones (except a larger --epochs and --patience).
-    base = to_dict(load_config(FinetuneConfig, stored) if resume and stored.is_file() else FinetuneConfig())
+    if resume and stored.is_file():
+        base = to_dict(load_config(FinetuneConfig, stored))
+    else:
+        name = preset or DEFAULT_PRESET
+        base = _merged(to_dict(FinetuneConfig()), {**preset_values(name), "preset": name})
     if config:
         load_config(FinetuneConfig, config)  # unknown or malformed options: an error naming the file
         base = _merged(base, read_config_dict(config))
@@ -213,6 +241,11 @@ def finetune(
         "lr": lr,
         "patience": patience,
         "test": test,
+        "test_fold": test_fold,
+        "loss": loss,
+        "unlabeled": None if unlabeled is None else str(unlabeled),
+        "semi": semi,
+        "preset": preset if resume else None,
         "val": val,
         "seed": seed,
         "groups": None if groups is None else str(groups),
@@ -226,6 +259,8 @@ def finetune(
         cfg = replace(cfg, augment=False)
     if image_size is not None:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, image_size=image_size))
+    if not resume:
+        console.print(describe(cfg.preset, to_dict(cfg)), highlight=False)
     res = run_finetune(cfg, resume=resume, announce=lambda s: console.print(s))
     title = f"test split ({len(res.splits['test'])} images), best epoch {res.best_epoch}"
     out_console.print(metrics_table(res.summary, title))
@@ -243,7 +278,13 @@ def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
 @app.command()
 def segment(
     inputs: Annotated[list[Path], typer.Argument(help="Image files, folders, DICOM files or cine runs.")],
-    model: Annotated[Path, typer.Option("--model", help="Fine-tuning run folder or model .safetensors.")],
+    model: Annotated[
+        Path,
+        typer.Option(
+            "--model",
+            help="Fine-tuning run folder, model .safetensors, or a bundled model builtin:NAME (angioseg models).",
+        ),
+    ],
     out: Annotated[Path, typer.Option("--out", help="Output folder: masks/, overlays/, vessels.csv.")],
     fast: Annotated[
         bool, typer.Option("--fast", help="channels_last + bf16 autocast (faster on CPUs with bf16).")
@@ -350,6 +391,7 @@ PLUGINS = (
     "angioseg.public.cli",
     "angioseg.unsupervised.cli",
     "angioseg.cta.cli",
+    "angioseg.zoo.cli",
 )
 
 

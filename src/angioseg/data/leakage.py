@@ -105,8 +105,13 @@ def read_image_hashes(pretrained: str | Path) -> list[tuple[str, str]] | None:
     Raises:
         DataError: the file exists but is not the expected JSON.
     """
-    p = Path(pretrained)
-    path = (p if p.is_dir() else p.parent) / HASH_FILE
+    from angioseg.zoo import builtin_path, is_builtin
+
+    if is_builtin(pretrained):
+        path = builtin_path(pretrained).with_suffix("." + HASH_FILE)
+    else:
+        p = Path(pretrained)
+        path = (p if p.is_dir() else p.parent) / HASH_FILE
     if not path.is_file():
         return None
     try:
@@ -130,7 +135,9 @@ def check_pretrained_images(
     Raises:
         LeakageError: listing each pretraining file and the test image it equals.
     """
-    if not Path(pretrained).exists():
+    from angioseg.zoo import is_builtin
+
+    if not is_builtin(pretrained) and not Path(pretrained).exists():
         return False  # loading it says so
     recorded = read_image_hashes(pretrained)
     if recorded is None:

@@ -55,6 +55,10 @@ class SplitSpec:
         test_seed: draws the test set.
         groups: the ``groups.csv`` that joined images into groups (recorded only; the grouping
             itself is passed to :func:`make_splits`).
+        test_fold: rotate the test set instead of drawing ``test``: the ``test_seed`` permutation
+            of the groups is cut into ``test_folds`` consecutive folds of about equal image counts,
+            and fold ``test_fold`` (0-based) is the test set; the folds are disjoint and cover every
+            image once (a cross-validated label-efficiency study).
     """
 
     test: float = 0.2
@@ -64,6 +68,8 @@ class SplitSpec:
     seed: int = 0
     test_seed: int = 42
     groups: str | None = None
+    test_fold: int | None = None
+    test_folds: int = 5
 
 
 def _count(value: float, n: int, name: str) -> int:
@@ -98,6 +104,22 @@ def _group_units(names: list[str], groups: Mapping[str, str] | None) -> list[lis
     return sorted((sorted(m) for m in members.values()), key=lambda m: m[0])
 
 
+def _fold_bounds(sizes: Sequence[int], fold: int, folds: int) -> tuple[int, int]:
+    """Group indices ``[lo, hi)`` of fold ``fold`` of ``folds`` consecutive folds of about equal image counts."""
+    if folds < 2 or not 0 <= fold < folds:
+        raise AngiosegError(
+            f"test fold must be in 0..{folds - 1} with at least 2 folds, got {fold} of {folds}"
+        )
+    if len(sizes) < folds:
+        raise AngiosegError(f"{folds} test folds need at least {folds} groups, got {len(sizes)}")
+    total = sum(sizes)
+    cuts = [0] + [_nearest(sizes, round(k * total / folds)) for k in range(1, folds)] + [len(sizes)]
+    lo, hi = cuts[fold], cuts[fold + 1]
+    if hi <= lo:
+        raise AngiosegError(f"test fold {fold} of {folds} is empty (groups too large for {folds} folds)")
+    return lo, hi
+
+
 def make_splits(
     names: Sequence[str], spec: SplitSpec, groups: Mapping[str, str] | None = None
 ) -> dict[str, list[str]]:
@@ -119,14 +141,19 @@ def make_splits(
         raise AngiosegError(f"the test split ({n_test}) leaves no image of the {n} for training")
     rng = np.random.default_rng(spec.test_seed)
     order = [units[i] for i in rng.permutation(len(units))]
-    k_test = _nearest([len(u) for u in order], n_test)
-    if k_test >= len(order):
-        raise AngiosegError(
-            f"the test split ({n_test} images, in whole groups) leaves no group of the {len(units)} "
-            "for training; use finer groups or a smaller --test"
-        )
-    test = [x for u in order[:k_test] for x in u]
-    rest = sorted(order[k_test:], key=lambda u: u[0])
+    if spec.test_fold is not None:
+        lo, hi = _fold_bounds([len(u) for u in order], spec.test_fold, spec.test_folds)
+        test = [x for u in order[lo:hi] for x in u]
+        rest = sorted(order[:lo] + order[hi:], key=lambda u: u[0])
+    else:
+        k_test = _nearest([len(u) for u in order], n_test)
+        if k_test >= len(order):
+            raise AngiosegError(
+                f"the test split ({n_test} images, in whole groups) leaves no group of the {len(units)} "
+                "for training; use finer groups or a smaller --test"
+            )
+        test = [x for u in order[:k_test] for x in u]
+        rest = sorted(order[k_test:], key=lambda u: u[0])
     rng = np.random.default_rng(spec.seed)
     rest = [rest[i] for i in rng.permutation(len(rest))]
     sizes = [len(u) for u in rest]

@@ -55,8 +55,11 @@ def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta:
 
 
 def resolve_checkpoint(path: str | Path) -> tuple[Path, Path]:
-    """Find ``(weights.safetensors, meta.json)`` from a run folder, a ``.safetensors`` or a ``.json`` path."""
-    p = Path(path)
+    """Find ``(weights.safetensors, meta.json)`` from a run folder, a ``.safetensors`` or a ``.json`` path,
+    or a bundled model ``builtin:NAME`` (:mod:`angioseg.zoo`)."""
+    from angioseg.zoo import builtin_path, is_builtin
+
+    p = builtin_path(path) if is_builtin(path) else Path(path)
     if not p.exists():
         raise CheckpointError(f"{p}: checkpoint or run folder does not exist")
     if p.is_dir():

@@ -59,6 +59,8 @@ class FinetuneConfig:
     val: float = 0.1
     seed: int = 0
     test_seed: int = 42
+    test_fold: int | None = None
+    test_folds: int = 5
     groups: str | None = None
     width: int = 64
     depth: int = 4
@@ -81,6 +83,12 @@ class FinetuneConfig:
     channel: str = "gray"
     devices: str = "auto"
     num_workers: int = 0
+    preset: str = "custom"
+    loss: str = "dicece"
+    unlabeled: str | None = None
+    unlabeled_limit: int | None = 300
+    semi: str | None = None
+    semi_options: dict[str, Any] = field(default_factory=dict)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
 
@@ -148,13 +156,20 @@ def _loaders(
     train: tuple[list[np.ndarray], list[np.ndarray]],
     val: tuple[list[np.ndarray], list[np.ndarray]],
     batch_size: int,
+    unlabeled: list[np.ndarray] | None = None,
 ) -> tuple[DataLoader[Any], DataLoader[Any]]:
     transform = paper_augmentations(cfg.noise_std) if cfg.augment else None
     if transform is not None:
         transform.set_random_state(cfg.seed)
     # An epoch holds at least ``min_steps_per_epoch`` full batches (images cycled, each draw freshly
     # augmented): with 5 labeled images a literal epoch would be a single optimiser step.
-    train_ds = ArrayDataset(*train, transform=transform, length=batch_size * max(1, cfg.min_steps_per_epoch))
+    train_ds: Dataset[dict[str, torch.Tensor]] = ArrayDataset(
+        *train, transform=transform, length=batch_size * max(1, cfg.min_steps_per_epoch)
+    )
+    if unlabeled:
+        from angioseg.semi.data import SemiDataset
+
+        train_ds = SemiDataset(train_ds, unlabeled, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     tl = DataLoader(
         train_ds,
@@ -162,7 +177,7 @@ def _loaders(
         shuffle=True,
         generator=gen,
         num_workers=cfg.num_workers,
-        drop_last=len(train_ds) > batch_size,
+        drop_last=len(train_ds) > batch_size,  # type: ignore[arg-type]
     )
     vl = DataLoader(ArrayDataset(*val), batch_size=max(1, min(8, batch_size)), num_workers=cfg.num_workers)
     return tl, vl
@@ -172,9 +187,16 @@ def _new_module(
     cfg: FinetuneConfig, lr: float, announce: Callable[[str], None] | None
 ) -> tuple[SegmentationModule, str | None]:
     model_cfg = UNet(in_channels=1, out_channels=2, width=cfg.width, depth=cfg.depth).config()
-    module = SegmentationModule(
-        model_cfg, lr=lr, weight_decay=cfg.weight_decay, channels_last=cfg.channels_last
+    kwargs: dict[str, Any] = dict(
+        lr=lr, weight_decay=cfg.weight_decay, channels_last=cfg.channels_last, loss=cfg.loss
     )
+    cls: type[SegmentationModule] = SegmentationModule
+    if cfg.semi:
+        from angioseg.semi import SEMI_METHODS
+
+        cls = SEMI_METHODS[cfg.semi]
+        kwargs.update(total_steps=cfg.epochs * max(1, cfg.min_steps_per_epoch), **cfg.semi_options)
+    module = cls(model_cfg, **kwargs)
     report = None
     if cfg.pretrained:
         rep = load_pretrained(module.model, cfg.pretrained, cfg.transfer)
@@ -255,6 +277,19 @@ def kfold_search(
     return float(best_row["lr"]), int(best_row["batch_size"]), rows
 
 
+def check_options(cfg: FinetuneConfig) -> None:
+    """Refuse an unknown loss or semi-supervised method, and ``semi`` without ``unlabeled`` (or the reverse)."""
+    from angioseg.semi import SEMI_NAMES
+    from angioseg.train.module import LOSSES
+
+    if cfg.loss not in LOSSES:
+        raise AngiosegError(f"--loss {cfg.loss!r} is not one of: {', '.join(LOSSES)}")
+    if cfg.semi is not None and cfg.semi not in SEMI_NAMES:
+        raise AngiosegError(f"--semi {cfg.semi!r} is not one of: {', '.join(SEMI_NAMES)}")
+    if bool(cfg.semi) != bool(cfg.unlabeled):
+        raise AngiosegError("--semi METHOD and --unlabeled DIR go together: give both or neither")
+
+
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / "config.yaml").exists():
@@ -273,7 +308,17 @@ def finetune_splits(cfg: FinetuneConfig, samples: Sequence[Sample], run_dir: Pat
     The frames of one file, and the images of one ``cfg.groups`` group, share a split. The groups
     file is read only when the splits are made (a resumed run does not need it any more).
     """
-    spec = SplitSpec(cfg.test, cfg.val, cfg.labeled, cfg.fraction, cfg.seed, cfg.test_seed, cfg.groups)
+    spec = SplitSpec(
+        cfg.test,
+        cfg.val,
+        cfg.labeled,
+        cfg.fraction,
+        cfg.seed,
+        cfg.test_seed,
+        cfg.groups,
+        cfg.test_fold,
+        cfg.test_folds,
+    )
     split_path = run_dir / "splits.json"
     groups_csv = None if split_path.exists() else cfg.groups
     groups = image_groups({s.name: s.source for s in samples}, groups_csv)
@@ -303,6 +348,7 @@ def run_finetune(
         stored = load_config(FinetuneConfig, run_dir / "config.yaml")
         cfg = resume_config(stored, cfg, str(run_dir / "config.yaml"))
     seed_everything(cfg.seed)
+    check_options(cfg)
     all_samples = load_dataset(cfg.data, channel=cfg.channel)
     labeled = {s.name: s for s in all_samples if s.mask is not None}
     if not labeled:
@@ -329,6 +375,19 @@ def run_finetune(
         )
     train = _prepare(cfg, labeled, splits["finetune"], train=True)
     val = _prepare(cfg, labeled, splits["val"])
+    unlabeled = None
+    if cfg.semi and cfg.unlabeled:
+        from angioseg.data.leakage import sample_hashes
+        from angioseg.semi.data import load_unlabeled
+
+        test_hashes = sample_hashes(labeled, splits["test"])
+        unlabeled = load_unlabeled(
+            cfg.unlabeled, cfg.preprocess, test_hashes, cfg.unlabeled_limit, cfg.channel
+        )
+        if announce and not resume:
+            announce(
+                f"semi-supervised ({cfg.semi}) with {len(unlabeled)} unlabeled frames from {cfg.unlabeled}"
+            )
     lr, bs = cfg.lr, cfg.batch_size
     if cfg.kfold and not (run_dir / "kfold.json").exists():  # also a resume killed during the search
         drawn = [truth_mask(labeled[n].mask, cfg.preprocess) for n in splits["finetune"]]  # type: ignore[arg-type]
@@ -342,7 +401,7 @@ def run_finetune(
         chosen = json.loads((run_dir / "kfold.json").read_text(encoding="utf-8"))["chosen"]
         lr, bs = float(chosen["lr"]), int(chosen["batch_size"])
     module, transfer = _new_module(cfg, lr, None if resume else announce)
-    tl, vl = _loaders(cfg, train, val, bs)
+    tl, vl = _loaders(cfg, train, val, bs, unlabeled)
     trainer = make_trainer(
         run_dir,
         cfg.epochs,
@@ -361,7 +420,8 @@ def run_finetune(
         ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
         module.load_state_dict(ckpt["state_dict"])
         best_epoch = int(ckpt.get("epoch", -1))
-    model = set_memory_format(module.model.float(), False).eval()
+    model = set_memory_format(module.inference_model().float(), False).eval()
+    assert isinstance(model, UNet)
     method = "none"
     if cfg.pretrained:
         from angioseg.train.checkpoint import read_checkpoint

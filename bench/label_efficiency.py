@@ -1,0 +1,164 @@
+"""The label-efficiency study of issue 12: test Dice at 2/5/10/all labels for each candidate method,
+over rotating test folds and seeds, with paired differences against training from scratch.
+
+Every cell (method, budget, fold, seed) is an ordinary ``angioseg finetune`` run folder under
+``OUT/<method>/n<budget>/fold<k>_seed<s>``; a finished cell is skipped, an interrupted one is
+continued with ``--resume``, so the study can be run in pieces (e.g. one working session each):
+
+    python bench/label_efficiency.py --out studies/label_eff --methods scratch synth \\
+        --budgets 2 5 10 all --folds 0 1 2 3 4 --seeds 0 1 2
+    python bench/label_efficiency.py --out studies/label_eff --report   # the tables only
+
+The test fold k is fold k of 5 disjoint folds of the 40 CIMAT images (``--test-fold``, each image is
+tested once over the 5 folds); the 4 validation images that choose the best epoch are drawn from
+the other 32 by the seed, and the label budget from what is left (so ``all`` = 28 images).
+Every method uses the ``cpu`` preset (``angioseg.train.presets``) unless it says otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from angioseg.config import from_dict, to_dict
+from angioseg.train.finetune import FinetuneConfig, run_finetune
+from angioseg.train.presets import preset_values
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+ARCADE = DATA / "arcade_unlabeled"
+
+# What each candidate changes on top of the cpu preset.
+METHODS: dict[str, dict[str, Any]] = {
+    "scratch": {},
+    "synth": {"pretrained": "builtin:xca_synth_pretrained", "transfer": "encoder+decoder"},
+    "cldice": {"loss": "dicecldice"},
+    "semi": {"semi": "meanteacher", "unlabeled": str(ARCADE), "unlabeled_limit": 300},
+    "synth_semi": {
+        "pretrained": "builtin:xca_synth_pretrained",
+        "transfer": "encoder+decoder",
+        "semi": "meanteacher",
+        "unlabeled": str(ARCADE),
+        "unlabeled_limit": 300,
+    },
+}
+
+
+def cell_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
+    return out / method / f"n{budget}" / f"fold{fold}_seed{seed}"
+
+
+def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> FinetuneConfig:
+    base = {**to_dict(FinetuneConfig()), **preset_values("cpu"), "preset": "cpu"}
+    cfg = from_dict(FinetuneConfig, {**base, **METHODS[method]})
+    cfg = replace(
+        cfg,
+        data=str(args.data),
+        out=str(cell_dir(args.out, method, budget, fold, seed)),
+        labeled=None if budget == "all" else int(budget),
+        test_fold=fold,
+        val=4,
+        seed=seed,
+    )
+    if args.epochs:
+        cfg = replace(cfg, epochs=args.epochs)
+    return cfg
+
+
+def run_cells(args: argparse.Namespace) -> None:
+    cells = [(m, b, f, s) for b in args.budgets for f in args.folds for s in args.seeds for m in args.methods]
+    for i, (m, b, f, s) in enumerate(cells, 1):
+        d = cell_dir(args.out, m, b, f, s)
+        if (d / "test" / "summary.json").is_file():
+            continue
+        resume = (d / "config.yaml").is_file()
+        t0 = time.perf_counter()
+        print(f"[{i}/{len(cells)}] {m} n={b} fold {f} seed {s}{' (resumed)' if resume else ''}", flush=True)
+        res = run_finetune(cell_config(args, m, b, f, s), resume=resume, progress=False, announce=None)
+        print(f"    test Dice {res.summary['dice']:.3f} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def load_results(out: Path) -> dict[tuple[str, str, int, int], dict[str, Any]]:
+    rows = {}
+    for p in sorted(out.glob("*/n*/fold*_seed*/test/summary.json")):
+        cell = p.parents[1]
+        fold, seed = cell.name.removeprefix("fold").split("_seed")
+        key = (cell.parents[1].name, cell.parent.name[1:], int(fold), int(seed))
+        rows[key] = json.loads(p.read_text(encoding="utf-8"))
+    return rows
+
+
+def _ms(xs: list[float]) -> str:
+    if not xs:
+        return "-"
+    sd = statistics.stdev(xs) if len(xs) > 1 else 0.0
+    return f"{statistics.mean(xs):.3f} ± {sd:.3f}"
+
+
+def report(out: Path) -> str:
+    """Markdown tables: Dice / clDice / diameter PCC / time per (method, budget), and paired Dice differences vs scratch."""
+    rows = load_results(out)
+    methods = sorted({k[0] for k in rows}, key=lambda m: (m != "scratch", m))
+    budgets = sorted({k[1] for k in rows}, key=lambda b: (b == "all", int(b) if b != "all" else 0))
+    lines = [
+        "| method | labels | cells | Dice | clDice | diameter PCC | train s |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        for b in budgets:
+            cell = [v for k, v in rows.items() if k[0] == m and k[1] == b]
+            if not cell:
+                continue
+
+            def col(key: str, c: list[dict[str, Any]] = cell) -> list[float]:
+                return [float(v[key]) for v in c if v.get(key) is not None]
+
+            t = col("train_seconds")
+            lines.append(
+                f"| {m} | {b} | {len(cell)} | {_ms(col('dice'))} | {_ms(col('cldice'))} | "
+                f"{_ms(col('pcc'))} | {statistics.mean(t):.0f} |"
+            )
+    lines += ["", "Paired differences in test Dice against scratch (same fold, seed and budget):", ""]
+    lines += ["| method | labels | pairs | mean diff | sd | wins |", "|---|---|---|---|---|---|"]
+    for m in methods:
+        if m == "scratch":
+            continue
+        for b in budgets:
+            diffs = [
+                float(v["dice"]) - float(rows[("scratch", b, f, s)]["dice"])
+                for (mm, bb, f, s), v in rows.items()
+                if mm == m and bb == b and ("scratch", b, f, s) in rows
+            ]
+            if diffs:
+                sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+                wins = sum(d > 0 for d in diffs)
+                lines.append(
+                    f"| {m} | {b} | {len(diffs)} | {statistics.mean(diffs):+.3f} | {sd:.3f} | {wins}/{len(diffs)} |"
+                )
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--data", type=Path, default=DATA / "xca_cimat40")
+    ap.add_argument("--methods", nargs="+", default=["scratch"], choices=sorted(METHODS))
+    ap.add_argument("--budgets", nargs="+", default=["2", "5", "10", "all"])
+    ap.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (pilots)")
+    ap.add_argument("--report", action="store_true", help="only print the tables of the finished cells")
+    args = ap.parse_args(argv)
+    if not args.report:
+        run_cells(args)
+    print(report(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
