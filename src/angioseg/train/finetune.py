@@ -81,6 +81,7 @@ class FinetuneConfig:
     kfold_batch_sizes: list[int] = field(default_factory=lambda: [4, 8])
     kfold_epochs: int | None = None
     channel: str = "gray"
+    crop: int | None = None
     devices: str = "auto"
     num_workers: int = 0
     preset: str = "custom"
@@ -158,9 +159,7 @@ def _loaders(
     batch_size: int,
     unlabeled: list[np.ndarray] | None = None,
 ) -> tuple[DataLoader[Any], DataLoader[Any]]:
-    transform = paper_augmentations(cfg.noise_std) if cfg.augment else None
-    if transform is not None:
-        transform.set_random_state(cfg.seed)
+    transform = train_transform(cfg)
     # An epoch holds at least ``min_steps_per_epoch`` full batches (images cycled, each draw freshly
     # augmented): with 5 labeled images a literal epoch would be a single optimiser step.
     train_ds: Dataset[dict[str, torch.Tensor]] = ArrayDataset(
@@ -181,6 +180,23 @@ def _loaders(
     )
     vl = DataLoader(ArrayDataset(*val), batch_size=max(1, min(8, batch_size)), num_workers=cfg.num_workers)
     return tl, vl
+
+
+def train_transform(cfg: FinetuneConfig) -> Any:
+    """Random ``crop`` x ``crop`` patches (if set: cheaper steps, the network is fully convolutional)
+    then the paper's augmentations (if ``augment``); seeded by ``cfg.seed``."""
+    from monai.transforms import Compose, RandSpatialCropd
+
+    parts: list[Any] = []
+    if cfg.crop:
+        parts.append(RandSpatialCropd(("image", "mask"), roi_size=(cfg.crop, cfg.crop), random_size=False))
+    if cfg.augment:
+        parts.append(paper_augmentations(cfg.noise_std))
+    if not parts:
+        return None
+    transform = Compose(parts)
+    transform.set_random_state(cfg.seed)
+    return transform
 
 
 def _new_module(

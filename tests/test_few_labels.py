@@ -1,0 +1,174 @@
+"""Few-label machinery: presets, rotating test folds, soft-clDice, the mean teacher, realistic synthetic frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from angioseg.data.io import write_png
+from angioseg.data.preprocess import PreprocessConfig
+from angioseg.data.splits import SplitSpec, make_splits
+from angioseg.data.synthetic_real import RealSynthConfig, realistic_angiogram
+from angioseg.errors import AngiosegError, LeakageError
+from angioseg.models.unet import UNet
+from angioseg.train.module import make_loss
+from angioseg.train.presets import PRESETS
+from tests.conftest import run_cli
+
+NAMES = [f"img{i:02d}" for i in range(40)]
+TINY = ["--width", "4", "--image-size", "64", "--batch-size", "2", "--steps", "2", "--epochs", "1"]
+
+
+def test_test_folds_are_disjoint_cover_every_image_and_fold0_is_the_default_split() -> None:
+    tests = [make_splits(NAMES, SplitSpec(labeled=5, val=4, test_fold=k))["test"] for k in range(5)]
+    assert sorted(x for t in tests for x in t) == NAMES
+    assert all(len(t) == 8 for t in tests)
+    assert tests[0] == make_splits(NAMES, SplitSpec(labeled=5))["test"]
+    s = make_splits(NAMES, SplitSpec(labeled=5, val=4, test_fold=3, seed=2))
+    assert not set(s["test"]) & set(s["val"] + s["finetune"]) and len(s["finetune"]) == 5
+    with pytest.raises(AngiosegError, match="test fold"):
+        make_splits(NAMES, SplitSpec(test_fold=5))
+
+
+def _run_config(run: Path) -> dict[str, object]:
+    return dict(yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")))
+
+
+def test_finetune_preset_cpu_by_default_paper_on_request_explicit_options_win(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["finetune", "--data", synth_dir, "--labeled", "3", "--image-size", "64", "--steps", "1"]
+    assert (
+        run_cli([*base, "--out", tmp_path / "a", "--epochs", "1", "--width", "4", "--batch-size", "2"]) == 0
+    )
+    cfg = _run_config(tmp_path / "a")
+    assert cfg["preset"] == "cpu" and cfg["lr"] == PRESETS["cpu"]["lr"] and cfg["width"] == 4
+    assert cfg["patience"] == PRESETS["cpu"]["patience"]
+    assert "preset cpu" in capsys.readouterr().err.replace("\n", " ")
+    # --preset paper: the paper's width unless given; here width is given, patience comes from the preset
+    args = [*base, "--out", tmp_path / "b", "--preset", "paper", "--epochs", "1", "--width", "4"]
+    assert run_cli([*args, "--batch-size", "2"]) == 0
+    cfg = _run_config(tmp_path / "b")
+    assert cfg["preset"] == "paper" and cfg["patience"] == PRESETS["paper"]["patience"] == 30
+    assert run_cli([*base, "--out", tmp_path / "c", "--preset", "gpu"]) == 2
+    assert "cpu, paper" in capsys.readouterr().err
+
+
+def test_soft_cldice_loss_prefers_connected_predictions_and_has_gradient() -> None:
+    target = torch.zeros(1, 1, 32, 32, dtype=torch.long)
+    target[0, 0, 15:18, 2:30] = 1  # a bar
+    loss = make_loss("dicecldice")
+    good = torch.where(target.bool(), 4.0, -4.0).float().repeat(1, 2, 1, 1)
+    good[:, 0] *= -1
+    broken = good.clone()
+    broken[0, 1, :, 14:18], broken[0, 0, :, 14:18] = -4.0, 4.0  # a gap cuts the bar
+    lg, lb = loss(good, target), loss(broken, target)
+    assert lg < lb
+    x = broken.clone().requires_grad_(True)
+    loss(x, target).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="dicece"):
+        make_loss("focal")
+
+
+def test_mean_teacher_ema_follows_the_student_and_teacher_is_what_is_validated() -> None:
+    from angioseg.semi import SEMI_METHODS
+
+    m = SEMI_METHODS["meanteacher"](UNet(width=4, depth=2).config(), ema=0.9, total_steps=10)
+    assert m.inference_model() is m.teacher
+    t0 = [p.clone() for p in m.teacher.parameters()]
+    with torch.no_grad():
+        for p in m.model.parameters():
+            p.add_(1.0)
+    m.on_train_batch_end(None, None, 0)  # global_step 0: decay min(0.9, 1/10) = 0.1
+    for a, b, s in zip(t0, m.teacher.parameters(), m.model.parameters(), strict=True):
+        assert torch.allclose(b, 0.1 * a + 0.9 * s, atol=1e-6)
+    # confident pixels only: with threshold 1.0 nothing is confident, the unlabeled loss is 0
+    m.hparams["threshold"] = 1.01
+    x = torch.randn(2, 1, 32, 32)
+    loss, kept = m.unlabeled_loss(x, x)
+    assert float(kept) == 0.0 and float(loss.detach()) == 0.0
+    m.hparams["threshold"] = 0.0
+    loss, kept = m.unlabeled_loss(x, x)
+    assert float(kept) == 1.0 and float(loss.detach()) > 0
+
+
+def test_semi_dataset_views_are_aligned_flips_of_an_unlabeled_frame() -> None:
+    from angioseg.semi.data import SemiDataset
+
+    class Labeled(torch.utils.data.Dataset[dict[str, torch.Tensor]]):
+        def __len__(self) -> int:
+            return 4
+
+        def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+            return {"image": torch.zeros(1, 16, 16), "mask": torch.zeros(1, 16, 16, dtype=torch.long)}
+
+    frame = np.arange(256, dtype=np.float32).reshape(16, 16) / 256
+    ds = SemiDataset(Labeled(), [frame], seed=0)
+    dihedral = [np.rot90(f, k) for f in (frame, frame[:, ::-1]) for k in range(4)]
+    for i in range(4):
+        item = ds[i]
+        weak = item["u_weak"][0].numpy()
+        assert any(np.array_equal(weak, d) for d in dihedral)
+        # the strong view changes intensities, not geometry: its ranks follow the weak view's closely
+        strong = item["u_strong"][0].numpy()
+        assert np.corrcoef(weak.ravel(), strong.ravel())[0, 1] > 0.8
+
+
+def test_unlabeled_folder_holding_a_test_image_is_refused(tmp_path: Path, synth_dir: Path) -> None:
+    from angioseg.data.datasets import load_dataset
+    from angioseg.data.leakage import sample_hashes
+    from angioseg.semi.data import load_unlabeled
+
+    samples = {s.name: s for s in load_dataset(synth_dir)}
+    test = sample_hashes(samples, ["synth_0003"])
+    unl = tmp_path / "unl"
+    write_png(unl / "copy_of_test.png", samples["synth_0003"].image.astype(np.uint8))
+    write_png(unl / "other.png", samples["synth_0004"].image.astype(np.uint8))
+    with pytest.raises(LeakageError, match="copy_of_test"):
+        load_unlabeled(unl, PreprocessConfig(image_size=32), test)
+    (unl / "copy_of_test.png").unlink()
+    frames = load_unlabeled(unl, PreprocessConfig(image_size=32, inpaint_corners=False), test)
+    assert len(frames) == 1 and frames[0].shape == (32, 32)
+
+
+def test_finetune_semi_cli_runs_and_checks_its_options(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unl = tmp_path / "unl"
+    from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
+
+    for i in range(3):
+        write_png(unl / f"u{i}.png", synthetic_angiogram(100 + i, SynthConfig(size=96))[0])
+    base = ["finetune", "--data", synth_dir, "--labeled", "3", *TINY]
+    assert run_cli([*base, "--out", tmp_path / "r", "--semi", "meanteacher", "--unlabeled", unl]) == 0
+    cfg = _run_config(tmp_path / "r")
+    assert cfg["semi"] == "meanteacher" and (tmp_path / "r" / "model.safetensors").exists()
+    assert "3 unlabeled frames" in capsys.readouterr().err.replace("\n", " ")
+    assert run_cli([*base, "--out", tmp_path / "s", "--semi", "meanteacher"]) == 2
+    assert "go together" in capsys.readouterr().err
+    assert run_cli([*base, "--out", tmp_path / "t", "--semi", "fixmatch", "--unlabeled", unl]) == 2
+    assert "meanteacher" in capsys.readouterr().err
+
+
+def test_realistic_synthetic_frame_keeps_the_real_background_and_draws_visible_vessels() -> None:
+    rng = np.random.default_rng(0)
+    xx = np.mgrid[0:300, 0:300][1]
+    frame = (150 + 40 * np.sin(xx / 40.0) + 5 * rng.standard_normal((300, 300))).clip(0, 255)
+    frame[:, 140:143] -= 80  # a real vessel of the background frame: must be removed
+    frame[:40] = 5  # collimator band: no vessel may be drawn (or labeled) there
+    cfg = RealSynthConfig(size=128, catheter_prob=0.0, contrast=(0.25, 0.25))
+    image, mask = realistic_angiogram(frame.astype(np.uint8), 1, cfg)
+    again, mask2 = realistic_angiogram(frame.astype(np.uint8), 1, cfg)
+    assert np.array_equal(image, again) and np.array_equal(mask, mask2)
+    assert 0.005 < mask.mean() < 0.2
+    from scipy import ndimage
+
+    ring = ndimage.binary_dilation(mask, iterations=3) & ~ndimage.binary_dilation(mask, iterations=1)
+    assert image[mask].mean() < 0.9 * image[ring].mean()  # vessels are darker than their surroundings
+    dark = ndimage.uniform_filter(image.astype(float), 5) < 30
+    assert not (mask & dark).any()
