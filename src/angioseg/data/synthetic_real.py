@@ -146,7 +146,7 @@ def write_realistic_dataset(
     if not backgrounds:
         from angioseg.errors import DataError
 
-        raise DataError("no background frames given for realistic synthetic angiograms")
+        raise DataError(out, "no background frames given for realistic synthetic angiograms")
     out = Path(out)
     cfg = RealSynthConfig(size=size, catheter_prob=catheter_prob)
     names = []

@@ -78,5 +78,5 @@ class MeanTeacherModule(SegmentationModule):
         with torch.no_grad():
             for t, s in zip(self.teacher.parameters(), self.model.parameters(), strict=True):
                 t.lerp_(s.detach().to(t.dtype), 1.0 - decay)
-            for t, s in zip(self.teacher.buffers(), self.model.buffers(), strict=True):
-                t.copy_(s)
+            for tb, sb in zip(self.teacher.buffers(), self.model.buffers(), strict=True):
+                tb.copy_(sb)

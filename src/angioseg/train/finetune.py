@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from angioseg.config import load_config, save_config, to_dict
+from angioseg.config import load_config, save_config
 from angioseg.data.augment import paper_augmentations
 from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.io import write_png
@@ -40,7 +40,9 @@ from angioseg.errors import AngiosegError
 from angioseg.metrics.evaluate import score_pairs, write_report
 from angioseg.models.unet import UNet, count_parameters, set_memory_format
 from angioseg.predict import predict_proba
+from angioseg.train.arrays import ArrayDataset
 from angioseg.train.checkpoint import load_pretrained, save_run_model
+from angioseg.train.kfold import kfold_search
 from angioseg.train.module import SegmentationModule
 from angioseg.train.resume import resume_config
 from angioseg.train.trainer import make_trainer
@@ -81,7 +83,6 @@ class FinetuneConfig:
     kfold_batch_sizes: list[int] = field(default_factory=lambda: [4, 8])
     kfold_epochs: int | None = None
     channel: str = "gray"
-    crop: int | None = None
     devices: str = "auto"
     num_workers: int = 0
     preset: str = "custom"
@@ -103,43 +104,6 @@ class FinetuneResult:
     parameters: int
     transfer: str | None = None
     interrupted: bool = False
-
-
-class ArrayDataset(Dataset[dict[str, torch.Tensor]]):
-    """Preprocessed images and masks in memory; ``repeat`` > 1 cycles through them (tiny datasets)."""
-
-    def __init__(
-        self,
-        images: Sequence[np.ndarray],
-        masks: Sequence[np.ndarray],
-        transform: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-        length: int | None = None,
-    ) -> None:
-        self.images, self.masks, self.transform = list(images), list(masks), transform
-        self.length = max(length or 0, len(self.images))
-
-    def __len__(self) -> int:
-        return self.length
-
-    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        i %= len(self.images)
-        d: dict[str, Any] = {
-            "image": torch.from_numpy(self.images[i][None].copy()).float(),
-            "mask": torch.from_numpy(self.masks[i][None].astype(np.float32)),
-        }
-        if self.transform is not None:
-            d = self.transform(d)
-        # MONAI transforms return MetaTensors; a plain Tensor keeps every later op off MetaTensor's
-        # __torch_function__ path (measured: it made training ~10x slower and defeated bf16 kernels).
-        image, mask = (as_plain_tensor(d[k]) for k in ("image", "mask"))
-        return {"image": image.float(), "mask": (mask > 0.5).long()}
-
-
-def as_plain_tensor(x: Any) -> torch.Tensor:
-    """A plain ``torch.Tensor`` (MONAI ``MetaTensor`` stripped of its metadata)."""
-    from monai.data import MetaTensor
-
-    return x.as_tensor() if isinstance(x, MetaTensor) else torch.as_tensor(x)
 
 
 def data_fingerprint(samples: Sequence[Sample]) -> str:
@@ -183,18 +147,10 @@ def _loaders(
 
 
 def train_transform(cfg: FinetuneConfig) -> Any:
-    """Random ``crop`` x ``crop`` patches (if set: cheaper steps, the network is fully convolutional)
-    then the paper's augmentations (if ``augment``); seeded by ``cfg.seed``."""
-    from monai.transforms import Compose, RandSpatialCropd
-
-    parts: list[Any] = []
-    if cfg.crop:
-        parts.append(RandSpatialCropd(("image", "mask"), roi_size=(cfg.crop, cfg.crop), random_size=False))
-    if cfg.augment:
-        parts.append(paper_augmentations(cfg.noise_std))
-    if not parts:
+    """The paper's augmentations (if ``augment``), seeded by ``cfg.seed``."""
+    if not cfg.augment:
         return None
-    transform = Compose(parts)
+    transform = paper_augmentations(cfg.noise_std)
     transform.set_random_state(cfg.seed)
     return transform
 
@@ -235,62 +191,6 @@ def _prepare(
         imgs.append(x)
         masks.append(m)
     return imgs, masks  # type: ignore[return-value]
-
-
-def kfold_search(
-    cfg: FinetuneConfig,
-    data: tuple[list[np.ndarray], list[np.ndarray]],
-    run_dir: Path,
-    progress: bool,
-    truth: Sequence[np.ndarray] | None = None,
-) -> tuple[float, int, list[dict[str, Any]]]:
-    """Pick (lr, batch size) by mean best validation Dice over ``cfg.kfold`` folds of the fine-tuning set.
-
-    ``data`` holds the images and their training masks; a fold's held-out images are scored against
-    ``truth`` (the masks as drawn, same order; default: the training masks).
-
-    A fresh model (re-loaded from the pretrained weights) is trained for every fold and setting;
-    the authors' code kept training one model across folds, so later folds had seen their own
-    validation images.
-    """
-    from sklearn.model_selection import KFold
-
-    n = len(data[0])
-    scored = list(data[1] if truth is None else truth)
-    k = min(cfg.kfold, n)
-    if k < 2:
-        raise AngiosegError(f"--kfold needs at least 2 fine-tuning images, got {n}")
-    rows: list[dict[str, Any]] = []
-    folds = list(KFold(k, shuffle=True, random_state=cfg.seed).split(np.arange(n)))
-    for lr in cfg.kfold_lrs:
-        for bs in cfg.kfold_batch_sizes:
-            scores = []
-            for f, (tr, va) in enumerate(folds):
-                seed_everything(cfg.seed + f)
-                module, _ = _new_module(cfg, lr, None)
-                sub = run_dir / "kfold" / f"lr{lr:g}_bs{bs}_fold{f}"
-                tl, vl = _loaders(
-                    cfg,
-                    ([data[0][i] for i in tr], [data[1][i] for i in tr]),
-                    ([data[0][i] for i in va], [scored[i] for i in va]),
-                    bs,
-                )
-                trainer = make_trainer(
-                    sub,
-                    cfg.kfold_epochs or cfg.epochs,
-                    patience=cfg.patience,
-                    precision=cfg.precision,
-                    progress=progress,
-                )
-                trainer.fit(module, tl, vl)
-                best = trainer.checkpoint_callback.best_model_score  # type: ignore[union-attr]
-                scores.append(float(best) if best is not None else 0.0)
-            rows.append(
-                {"lr": lr, "batch_size": bs, "mean_val_dice": float(np.mean(scores)), "folds": scores}
-            )
-    best_row = max(rows, key=lambda r: float(r["mean_val_dice"]))
-    write_json(run_dir / "kfold.json", {"folds": k, "results": rows, "chosen": best_row})
-    return float(best_row["lr"]), int(best_row["batch_size"]), rows
 
 
 def check_options(cfg: FinetuneConfig) -> None:
@@ -483,7 +383,3 @@ def evaluate_split(
     rows, summary = score_pairs(pairs)
     write_report(out_dir, rows, summary)
     return dict(summary)
-
-
-def config_summary(cfg: FinetuneConfig) -> dict[str, Any]:
-    return to_dict(cfg)
