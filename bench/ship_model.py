@@ -49,6 +49,7 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("name")
     ap.add_argument("--summary", required=True, help="one line: what the model is for")
+    ap.add_argument("--role", choices=("segmenter", "starting-point"), required=True)
     ap.add_argument("--command", required=True, help="the command(s) that trained it")
     ap.add_argument("--data-note", default="", help="extra lines on the training data")
     ap.add_argument(
@@ -64,7 +65,13 @@ def main() -> None:
     meta = json.loads((run / "model.json").read_text(encoding="utf-8"))
     test_dice = summary.get("dice") if summary.get("n") else None
     commit = _commit()
-    meta["zoo"] = {"summary": args.summary, "test_dice": test_dice, "commit": commit, "card": f"{name}.md"}
+    meta["zoo"] = {
+        "summary": args.summary,
+        "role": args.role,
+        "test_dice": test_dice,
+        "commit": commit,
+        "card": f"{name}.md",
+    }
 
     weights = ZOO_DIR / f"{name}.safetensors"
     shutil.copyfile(run / "model.safetensors", weights)

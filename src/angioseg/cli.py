@@ -86,14 +86,27 @@ def synth(
     catheter: Annotated[
         float, typer.Option(min=0.0, max=1.0, help="Probability that an image shows a catheter.")
     ] = 0.5,
+    backgrounds: Annotated[
+        Path | None,
+        typer.Option(
+            help="Folder of real unlabeled angiograms: draw the vessels on them (their own vessels removed), "
+            "sized like annotated masks; for pretraining (builtin:xca_synth_pretrained was made so)."
+        ),
+    ] = None,
 ) -> None:
     """Write synthetic X-ray angiograms with exact vessel masks (branching, tapering vessel trees)."""
     import numpy as np
     from rich.progress import track
 
-    from angioseg.data.io import write_png
+    from angioseg.data.io import list_image_files, write_png
     from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
+    from angioseg.data.synthetic_real import write_realistic_dataset
 
+    if backgrounds is not None:
+        frames = list_image_files([backgrounds])
+        write_realistic_dataset(out, frames, n, size=size, seed=seed, catheter_prob=catheter, progress=True)
+        out_console.print(f"wrote {n} synthetic angiograms on {len(frames)} real backgrounds to {out}")
+        return
     cfg = SynthConfig(size=size, catheter_prob=catheter)
     for i in track(range(n), description="synthesising", console=console, transient=True):
         image, mask = synthetic_angiogram(np.random.default_rng([seed, i]), cfg)

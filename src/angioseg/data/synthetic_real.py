@@ -135,6 +135,7 @@ def write_realistic_dataset(
     size: int = 256,
     seed: int = 0,
     catheter_prob: float = 0.5,
+    progress: bool = False,
 ) -> list[str]:
     """Write ``n`` pairs ``out/images/synth_NNNN.png`` + ``out/masks/synth_NNNN.png`` on the given frames.
 
@@ -150,7 +151,9 @@ def write_realistic_dataset(
     out = Path(out)
     cfg = RealSynthConfig(size=size, catheter_prob=catheter_prob)
     names = []
-    for i in range(n):
+    from rich.progress import track
+
+    for i in track(range(n), description="synthesising", disable=not progress, transient=True):
         frame = read_image(backgrounds[i % len(backgrounds)])
         image, mask = realistic_angiogram(frame, np.random.default_rng([seed, i]), cfg)
         name = f"synth_{i:05d}"

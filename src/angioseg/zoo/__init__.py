@@ -25,7 +25,7 @@ class BundledModel:
     name: str
     weights: Path
     card: Path
-    task: str
+    role: str  # "segmenter" (segment --model) or "starting-point" (finetune --pretrained)
     summary: str
     test_dice: float | None
     size_bytes: int
@@ -76,7 +76,7 @@ def bundled_models() -> list[BundledModel]:
                 name=name,
                 weights=weights,
                 card=card,
-                task=str(meta.get("task", "?")),
+                role=str(zoo.get("role", "segmenter")),
                 summary=str(zoo.get("summary", "")),
                 test_dice=zoo.get("test_dice"),
                 size_bytes=weights.stat().st_size,

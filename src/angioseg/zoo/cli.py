@@ -24,7 +24,7 @@ def models() -> None:
     for col in ("name", "use as", "test Dice", "MB"):
         table.add_column(col, no_wrap=col != "use as")
     for m in found:
-        use = "--model" if m.task == "segmentation" else "--pretrained"
+        use = "segment --model" if m.role == "segmenter" else "finetune --pretrained"
         dice = "-" if m.test_dice is None else f"{m.test_dice:.3f}"
         table.add_row(f"{PREFIX}{m.name}", use, dice, f"{m.size_bytes / 1e6:.1f}")
     out_console.print(table)
