@@ -84,3 +84,17 @@ def test_transfer_errors(tmp_path: Path) -> None:
     )
     with pytest.raises(CheckpointError, match="no encoder tensors"):
         load_pretrained(UNet(width=4), nothing)
+
+
+def test_transfer_all_copies_a_segmentation_model_head_included(tmp_path: Path) -> None:
+    src = UNet(width=4)
+    save_run_model(tmp_path / "seg", src, {})
+    dst = UNet(width=4)
+    rep = load_pretrained(dst, tmp_path / "seg", "all")
+    assert rep.tensors == len(src.state_dict()) and "head included" in str(rep)
+    assert all(
+        torch.equal(a, b) for a, b in zip(src.state_dict().values(), dst.state_dict().values(), strict=True)
+    )
+    pre = _pretrain_ckpt(tmp_path / "pre", UNet(width=4))
+    with pytest.raises(CheckpointError, match="needs a segmentation model"):
+        load_pretrained(UNet(width=4), pre, "all")

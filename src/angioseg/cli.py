@@ -142,7 +142,12 @@ def finetune(
     ] = None,
     pretrained: Annotated[Path | None, _opt("Pretraining run folder or checkpoint to start from.")] = None,
     transfer: Annotated[
-        str | None, _opt("What to load from --pretrained: auto, encoder, encoder+decoder.", "auto")
+        str | None,
+        _opt(
+            "What to load from --pretrained: auto, encoder, encoder+decoder, or all (head included: "
+            "continue training a segmentation model such as builtin:xca_vessels).",
+            "auto",
+        ),
     ] = None,
     preset: Annotated[
         str | None,

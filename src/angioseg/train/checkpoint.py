@@ -29,7 +29,7 @@ from angioseg.utils import atomic_path, write_json
 FORMAT = "angioseg-checkpoint"
 VERSION = 1
 DEFAULT_NAME = "model"
-TRANSFERS = ("auto", "encoder", "encoder+decoder")
+TRANSFERS = ("auto", "encoder", "encoder+decoder", "all")
 
 
 def save_checkpoint(path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -148,16 +148,21 @@ class TransferReport:
         return (
             f"loaded {self.tensors} tensors of the {self.transfer} from the {self.method!r} pretraining "
             f"checkpoint{where}: {self.parameters:,}{share} parameters + {self.buffers:,} BatchNorm "
-            "statistics (the 1x1 head starts from scratch)"
+            + (
+                "statistics (the whole network, head included)"
+                if self.transfer == "all"
+                else "statistics (the 1x1 head starts from scratch)"
+            )
         )
 
 
 def load_pretrained(model: nn.Module, path: str | Path, transfer: str = "auto") -> TransferReport:
-    """Copy pretrained ``encoder.*`` (and ``decoder.*``) tensors into ``model``; the head is never transferred.
+    """Copy pretrained ``encoder.*`` (and ``decoder.*``) tensors into ``model``; the head only with ``"all"``.
 
     Args:
-        transfer: ``"encoder"``, ``"encoder+decoder"`` (the checkpoint must have a decoder), or
-            ``"auto"`` (the decoder too when the checkpoint has one).
+        transfer: ``"encoder"``, ``"encoder+decoder"`` (the checkpoint must have a decoder),
+            ``"auto"`` (the decoder too when the checkpoint has one), or ``"all"`` (every tensor,
+            head included: continue training a segmentation model, e.g. a bundled one, on new labels).
 
     Raises:
         CheckpointError: not an angioseg checkpoint, nothing to load, or a tensor of the wrong shape.
@@ -174,6 +179,13 @@ def load_pretrained(model: nn.Module, path: str | Path, transfer: str = "auto") 
             f"{path}: the {method!r} checkpoint has no decoder weights; use --transfer encoder"
         )
     prefixes = ("encoder.",) if transfer == "encoder" else ("encoder.", "decoder.")
+    if transfer == "all":
+        if meta.get("task") != "segmentation":
+            raise CheckpointError(
+                f"{path}: --transfer all needs a segmentation model (this is a {meta.get('task')!r} checkpoint); "
+                "use --transfer encoder+decoder"
+            )
+        prefixes = ("",)
     selected = {k: v for k, v in state.items() if k.startswith(prefixes)}
     if not selected:
         raise CheckpointError(
