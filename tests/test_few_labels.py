@@ -41,20 +41,27 @@ def _run_config(run: Path) -> dict[str, object]:
 def test_finetune_preset_cpu_by_default_paper_on_request_explicit_options_win(
     tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from angioseg.train.presets import STARTING_POINT
+
     base = ["finetune", "--data", synth_dir, "--labeled", "3", "--image-size", "64", "--steps", "1"]
-    assert (
-        run_cli([*base, "--out", tmp_path / "a", "--epochs", "1", "--width", "4", "--batch-size", "2"]) == 0
-    )
+    base += ["--epochs", "1", "--batch-size", "2"]
+    assert run_cli([*base, "--out", tmp_path / "a"]) == 0  # the cpu preset: width 16, bundled start
     cfg = _run_config(tmp_path / "a")
-    assert cfg["preset"] == "cpu" and cfg["lr"] == PRESETS["cpu"]["lr"] and cfg["width"] == 4
-    assert cfg["patience"] == PRESETS["cpu"]["patience"]
-    assert "preset cpu" in capsys.readouterr().err.replace("\n", " ")
-    # --preset paper: the paper's width unless given; here width is given, patience comes from the preset
-    args = [*base, "--out", tmp_path / "b", "--preset", "paper", "--epochs", "1", "--width", "4"]
-    assert run_cli([*args, "--batch-size", "2"]) == 0
-    cfg = _run_config(tmp_path / "b")
+    assert cfg["preset"] == "cpu" and cfg["width"] == 16 and cfg["pretrained"] == STARTING_POINT
+    assert cfg["patience"] == PRESETS["cpu"]["patience"] and cfg["lr"] == PRESETS["cpu"]["lr"]
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "preset cpu" in err and "xca_synth_pretrained" in err
+    # another width cannot use the width-16 starting point: scratch, and the run says so
+    assert run_cli([*base, "--out", tmp_path / "b", "--width", "4"]) == 0
+    assert _run_config(tmp_path / "b")["pretrained"] is None
+    assert "starts from scratch" in capsys.readouterr().err.replace("\n", " ")
+    assert run_cli([*base, "--out", tmp_path / "c", "--width", "4", "--pretrained", "none"]) == 0
+    assert _run_config(tmp_path / "c")["pretrained"] is None
+    assert run_cli([*base, "--out", tmp_path / "d", "--preset", "paper", "--width", "4"]) == 0
+    cfg = _run_config(tmp_path / "d")
     assert cfg["preset"] == "paper" and cfg["patience"] == PRESETS["paper"]["patience"] == 30
-    assert run_cli([*base, "--out", tmp_path / "c", "--preset", "gpu"]) == 2
+    assert cfg["pretrained"] is None
+    assert run_cli([*base, "--out", tmp_path / "e", "--preset", "gpu"]) == 2
     assert "cpu, paper" in capsys.readouterr().err
 
 

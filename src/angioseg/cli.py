@@ -140,7 +140,13 @@ def finetune(
     fraction: Annotated[
         float | None, _opt("Label budget as a fraction of all images (instead of --labeled).")
     ] = None,
-    pretrained: Annotated[Path | None, _opt("Pretraining run folder or checkpoint to start from.")] = None,
+    pretrained: Annotated[
+        Path | None,
+        _opt(
+            "Run folder, checkpoint or builtin:NAME to start from; none = random initialisation.",
+            "the preset's: builtin:xca_synth_pretrained for cpu, none for paper",
+        ),
+    ] = None,
     transfer: Annotated[
         str | None,
         _opt(
@@ -230,7 +236,8 @@ def finetune(
 
     from angioseg.config import from_dict, load_config, read_config_dict, to_dict
     from angioseg.train.finetune import FinetuneConfig, run_finetune
-    from angioseg.train.presets import DEFAULT_PRESET, describe, preset_values
+    from angioseg.train.presets import DEFAULT_PRESET, describe
+    from angioseg.train.presets import resolve as resolve_preset
 
     if data is None and not resume:
         raise AngiosegError("finetune: --data is required (it may be omitted only with --resume)")
@@ -238,19 +245,11 @@ def finetune(
     # Options not given are taken from the run's config.yaml on --resume, from the defaults otherwise;
     # options given (also through --config) override them, and run_finetune refuses a resumed run
     # whose options differ from its stored ones (except a larger --epochs and --patience).
-    if resume and stored.is_file():
-        base = to_dict(load_config(FinetuneConfig, stored))
-    else:
-        name = preset or DEFAULT_PRESET
-        base = _merged(to_dict(FinetuneConfig()), {**preset_values(name), "preset": name})
-    if config:
-        load_config(FinetuneConfig, config)  # unknown or malformed options: an error naming the file
-        base = _merged(base, read_config_dict(config))
-    cfg = from_dict(FinetuneConfig, base, str(config or stored))
+    scratch = pretrained is not None and str(pretrained).lower() == "none"
     given: dict[str, Any] = {
         "labeled": labeled,
         "fraction": fraction,
-        "pretrained": None if pretrained is None else str(pretrained),
+        "pretrained": None if pretrained is None or scratch else str(pretrained),
         "transfer": transfer,
         "width": width,
         "epochs": epochs,
@@ -270,15 +269,36 @@ def finetune(
         "kfold": kfold,
         "precision": precision,
     }
+    from_file: dict[str, Any] = {}
+    if config:
+        load_config(FinetuneConfig, config)  # unknown or malformed options: an error naming the file
+        from_file = read_config_dict(config)
+    note = None
+    if resume and stored.is_file():
+        base = to_dict(load_config(FinetuneConfig, stored))
+    else:
+        name = preset or DEFAULT_PRESET
+        chosen = {k: from_file.get(k) for k in ("width", "pretrained")}
+        chosen.update({k: given[k] for k in ("width", "pretrained") if given[k] is not None})
+        if scratch:
+            chosen["pretrained"] = "none"
+        values, note = resolve_preset(name, chosen)
+        base = _merged(to_dict(FinetuneConfig()), {**values, "preset": name})
+    base = _merged(base, from_file)
+    cfg = from_dict(FinetuneConfig, base, str(config or stored))
     cfg = replace(
         cfg, data=str(data or cfg.data), out=str(out), **{k: v for k, v in given.items() if v is not None}
     )
+    if scratch:
+        cfg = replace(cfg, pretrained=None)
     if no_augment:
         cfg = replace(cfg, augment=False)
     if image_size is not None:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, image_size=image_size))
     if not resume:
         console.print(describe(cfg.preset, to_dict(cfg)), highlight=False)
+        if note:
+            console.print(note, highlight=False)
     res = run_finetune(cfg, resume=resume, announce=lambda s: console.print(s))
     title = f"test split ({len(res.splits['test'])} images), best epoch {res.best_epoch}"
     out_console.print(metrics_table(res.summary, title))
