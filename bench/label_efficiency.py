@@ -33,12 +33,14 @@ from angioseg.train.presets import preset_values
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ARCADE = DATA / "arcade_unlabeled"
 
-# What each candidate changes on top of the cpu preset.
+# What each candidate changes on top of the cpu preset's width, steps and optimiser (the preset's
+# starting point is the "synth" candidate's: the others set their own).
+SCRATCH = {"pretrained": None, "transfer": "auto"}
 METHODS: dict[str, dict[str, Any]] = {
-    "scratch": {},
+    "scratch": SCRATCH,
     "synth": {"pretrained": "builtin:xca_synth_pretrained", "transfer": "encoder+decoder"},
-    "cldice": {"loss": "dicecldice"},
-    "semi": {"semi": "meanteacher", "unlabeled": str(ARCADE), "unlabeled_limit": 300},
+    "cldice": {**SCRATCH, "loss": "dicecldice"},
+    "semi": {**SCRATCH, "semi": "meanteacher", "unlabeled": str(ARCADE), "unlabeled_limit": 300},
     "synth_semi": {
         "pretrained": "builtin:xca_synth_pretrained",
         "transfer": "encoder+decoder",
