@@ -299,7 +299,7 @@ def test_kfold_search_trains_a_fresh_model_per_fold(
 
     from angioseg.data.preprocess import PreprocessConfig
     from angioseg.models.unet import UNet
-    from angioseg.train import finetune
+    from angioseg.train import finetune, kfold
     from angioseg.train.checkpoint import save_run_model
     from angioseg.train.finetune import FinetuneConfig, run_finetune
 
@@ -319,9 +319,10 @@ def test_kfold_search_trains_a_fresh_model_per_fold(
             started.append((module, {k: v.detach().cpu().clone() for k, v in state.items()}))
 
     real_make_trainer = finetune.make_trainer
-    monkeypatch.setattr(
-        finetune, "make_trainer", lambda *a, **k: real_make_trainer(*a, **{**k, "callbacks": [Record()]})
-    )
+    for where in (finetune, kfold):
+        monkeypatch.setattr(
+            where, "make_trainer", lambda *a, **k: real_make_trainer(*a, **{**k, "callbacks": [Record()]})
+        )
     cfg = FinetuneConfig(
         data=str(synth_dir),
         out=str(tmp_path / "kf"),
