@@ -93,10 +93,10 @@ def test_finetune_scores_validation_and_test_against_the_masks_as_drawn(
         scored.extend(g for _, _, g in pairs)
         return real_score_pairs(pairs, *args, **kwargs)
 
-    def capture_loaders(cfg, train, val, batch_size):  # type: ignore[no-untyped-def]
+    def capture_loaders(cfg, train, val, batch_size, *rest):  # type: ignore[no-untyped-def]
         trained.extend(train[1])
         scored.extend(val[1])
-        return real_loaders(cfg, train, val, batch_size)
+        return real_loaders(cfg, train, val, batch_size, *rest)
 
     monkeypatch.setattr(ft, "score_pairs", capture_scores)
     monkeypatch.setattr(ft, "_loaders", capture_loaders)
