@@ -323,10 +323,18 @@ def segment(
             help="Fine-tuning run folder, model .safetensors, or a bundled model builtin:NAME (angioseg models).",
         ),
     ],
-    out: Annotated[Path, typer.Option("--out", help="Output folder: masks/, overlays/, vessels.csv.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder: masks/, overlays/, cine/, vessels.csv.")],
     fast: Annotated[
-        bool, typer.Option("--fast", help="channels_last + bf16 autocast (faster on CPUs with bf16).")
+        bool,
+        typer.Option(
+            "--fast",
+            help="Batched preprocessing at model resolution (resize mode) and, with the torch engine, "
+            "channels_last + bf16 autocast.",
+        ),
     ] = False,
+    engine: Annotated[
+        str, typer.Option(help="Inference engine: torch or onnx (ONNX Runtime, fp32).")
+    ] = "torch",
     mode: Annotated[
         str,
         typer.Option(
@@ -335,26 +343,65 @@ def segment(
         ),
     ] = "resize",
     threshold: Annotated[float, typer.Option(help="Vessel probability threshold.")] = 0.5,
-    no_overlay: Annotated[bool, typer.Option("--no-overlay", help="Do not write overlay PNGs.")] = False,
+    batch_size: Annotated[int, typer.Option(min=1, help="Frames per network call.")] = 8,
+    no_overlay: Annotated[
+        bool, typer.Option("--no-overlay", help="Do not write overlay PNGs or cine overlay videos.")
+    ] = False,
+    no_stats: Annotated[
+        bool,
+        typer.Option("--no-stats", help="Leave the vessel geometry columns of vessels.csv empty (faster)."),
+    ] = False,
     skip_existing: Annotated[
         bool,
         typer.Option("--skip-existing", help="Resume an interrupted batch: keep masks already in --out."),
     ] = False,
 ) -> None:
-    """Segment angiograms: a binary mask PNG and an overlay per image, and vessels.csv with vessel geometry."""
+    """Segment angiograms: a binary mask PNG and an overlay per image, and vessels.csv with vessel geometry.
+
+    A cine run (multi-frame DICOM, TIFF or NPY) is streamed frame by frame and also gets
+    cine/<file>.masks.tif (all its masks) and cine/<file>.overlay.mp4 (an animated GIF when PyAV,
+    the 'video' extra, is not installed) instead of one overlay PNG per frame.
+    """
+    from angioseg.infer.engines import check_engine
     from angioseg.predict import Segmenter, segment_inputs
 
-    seg = Segmenter.from_checkpoint(model, fast=fast, mode=mode, threshold=threshold)
+    seg = Segmenter.from_checkpoint(
+        model, fast=fast, mode=mode, threshold=threshold, engine=check_engine(engine)
+    )
     res = segment_inputs(
         seg,
         inputs,
         out,
         overlays=not no_overlay,
         skip_existing=skip_existing,
+        batch_size=batch_size,
+        stats=not no_stats,
         warn=lambda line: console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True),
     )
     out_console.print(f"segmented {len(res.rows)} image(s) into {out}/masks; vessel table: {out}/vessels.csv")
+    for path in res.outputs:
+        out_console.print(f"cine output: {path}", highlight=False)
     exit_on_failures(res.failed)
+
+
+@app.command()
+def export(
+    model: Annotated[
+        Path, typer.Option("--model", help="Fine-tuning run folder, model .safetensors or builtin:NAME.")
+    ],
+    format: Annotated[str, typer.Option("--format", help="Graph format: onnx.")] = "onnx",
+    out: Annotated[
+        Path | None, _opt("Graph file to write.", "<model>.onnx beside the weights", "--out")
+    ] = None,
+) -> None:
+    """Export a segmentation model as an ONNX graph, with its preprocessing contract in <graph>.json.
+
+    segment --engine onnx then uses the graph beside the weights (when it matches them).
+    """
+    from angioseg.infer.export import export_model
+
+    path = export_model(model, format, out)
+    out_console.print(f"wrote {path} and its preprocessing contract {path}.json", highlight=False)
 
 
 @app.command()

@@ -38,6 +38,8 @@ class Frame:
         spacing_source: where ``spacing`` comes from, one of :data:`SPACING_SOURCES`.
         magnification_source: with ``ImagerPixelSpacing/magnification``, the magnification's origin:
             ``EstimatedRadiographicMagnificationFactor`` or ``SID/SOD``; else ``None``.
+        frame_rate: frames per second of a cine run when the file states it (DICOM ``CineRate``,
+            ``RecommendedDisplayFrameRate`` or ``FrameTime``), else ``None``.
     """
 
     name: str
@@ -47,6 +49,7 @@ class Frame:
     spacing: tuple[float, float] | None = None
     spacing_source: str = "none"
     magnification_source: str | None = None
+    frame_rate: float | None = None
 
 
 def frame_name(stem: str, index: int | None) -> str:

@@ -37,9 +37,9 @@ from angioseg.data.leakage import check_pretrained_images
 from angioseg.data.preprocess import PreprocessConfig, preprocess_pair, truth_mask
 from angioseg.data.splits import SplitSpec, image_groups, load_or_make_splits
 from angioseg.errors import AngiosegError
+from angioseg.infer.engines import predict_proba
 from angioseg.metrics.evaluate import score_pairs, write_report
 from angioseg.models.unet import UNet, count_parameters, set_memory_format
-from angioseg.predict import predict_proba
 from angioseg.train.arrays import ArrayDataset
 from angioseg.train.checkpoint import load_pretrained, save_run_model
 from angioseg.train.kfold import kfold_search

@@ -1,0 +1,216 @@
+"""Real-time cine: frames per second of ``angioseg segment --fast`` on a DICOM cine of real frames.
+
+Builds a ``--frames``-frame (default 100) 512 x 512 XA DICOM cine from real ARCADE angiograms
+(``../shared/data/arcade_unlabeled``) and prints, in one run:
+
+* end-to-end frames/s of the segment path (streamed DICOM decoding, preprocessing, network,
+  mapping back, mask PNGs, the multi-frame mask TIFF, vessels.csv; with and without the overlay
+  video and the vessel geometry), for each engine, after a warm-up outside the timed loop;
+* model-only frames/s (the network on preprocessed batches);
+* the paper's UNet (width 64, fp32, standard path, one frame at a time) on a few frames of the same
+  cine, and the ratio of the fast path to it;
+* peak memory (VmHWM) of each run, and a ``--long-frames`` (default 2000) cine, streamed: its peak
+  must stay near the 100-frame one (the decoded cine alone would be 2 GB as float32);
+* the Dice check: fast vs standard path for the same weights on the CIMAT test split (finetune's
+  default split), for each engine.
+
+``--model RUN`` is the fine-tuned model to time and check (default: a width-16 UNet; timings do not
+depend on the weights, and the Dice check then uses the tiny model of tests/tiny_model.py, trained
+here in a few seconds). Thread count: ``--threads`` (default: torch's choice, the physical cores).
+
+Run alone on an otherwise idle machine: ``python bench/bench_cine.py --model RUN``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # tests.dicom_utils, tests.tiny_model
+
+from angioseg.data.io import read_image  # noqa: E402
+from angioseg.infer.agreement import compare_dice, held_out_test_split  # noqa: E402
+from angioseg.models.unet import UNet  # noqa: E402
+from angioseg.predict import Segmenter, segment_inputs  # noqa: E402
+from angioseg.train.checkpoint import load_model, segmentation_meta  # noqa: E402
+from tests.dicom_utils import write_dicom  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data"
+
+
+def reset_peak() -> None:
+    """Reset this process's peak resident set size (Linux: ``clear_refs`` 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def peak_mib() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def build_cine(path: Path, n: int, size: int = 512) -> Path:
+    """An XA cine of ``n`` real ARCADE frames (cycled when ``n`` exceeds what is there)."""
+    files = sorted((DATA / "arcade_unlabeled").glob("*.png"))
+    if not files:
+        sys.exit(f"no ARCADE frames in {DATA / 'arcade_unlabeled'}")
+    frames = np.empty((n, size, size), np.uint8)
+    for i in range(n):
+        im = read_image(files[i % len(files)])
+        frames[i] = np.asarray(im[:size, :size], np.uint8)
+    return write_dicom(path, frames, spacing=(0.3, 0.3), CineRate="15")
+
+
+def end_to_end(seg: Segmenter, cine: Path, out: Path, **kw: object) -> tuple[float, float, int]:
+    """Frames/s and peak MiB of segment_inputs on ``cine`` (after an untimed warm-up batch)."""
+    seg.segment_batch(read_frames_head(cine, 8))  # warm-up
+    reset_peak()
+    t = time.perf_counter()
+    res = segment_inputs(seg, [cine], out, progress=False, **kw)  # type: ignore[arg-type]
+    dt = time.perf_counter() - t
+    return len(res.rows) / dt, peak_mib(), len(res.rows)
+
+
+def read_frames_head(cine: Path, n: int) -> list[np.ndarray]:
+    """The first ``n`` frames of a cine (streamed)."""
+    from itertools import islice
+
+    from angioseg.infer.stream import iter_file_frames
+
+    return [fr.image for fr in islice(iter_file_frames(cine), n)]
+
+
+def stream_check(cine: Path, model: Path | None, out: Path) -> str:
+    """Run :func:`stream_child` in a fresh process (its peak memory is its own); return its line."""
+    import subprocess
+
+    cmd = [sys.executable, __file__, "--stream-child", str(cine), "--out-dir", str(out)]
+    if model is not None:
+        cmd += ["--model", str(model)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return done.stdout.strip().splitlines()[-1]
+
+
+def stream_child(cine: Path, model_path: Path | None, out: Path) -> None:
+    if model_path is not None:
+        model, meta = load_model(model_path)
+    else:
+        from angioseg.data.preprocess import PreprocessConfig
+
+        model = UNet(width=16).eval()
+        meta = segmentation_meta(model, PreprocessConfig().to_dict())
+    seg = Segmenter(model, meta, fast=True)
+    base = peak_mib()
+    fps, mib, n = end_to_end(seg, cine, out, overlays=False, stats=False)
+    decoded = n * 512 * 512 * 4 / 2**20
+    print(
+        f"{n:5d} frames: {fps:6.1f} frames/s, peak {mib:6.0f} MiB (process before the run: {base:.0f} MiB; "
+        f"the decoded cine as float32 would be {decoded:.0f} MiB)"
+    )
+
+
+def model_only(seg: Segmenter, n: int = 64, batch: int = 8) -> float:
+    size = seg.image_size or 256
+    x = torch.randn(batch, 1, size, size)
+    seg.engine(x)
+    t = time.perf_counter()
+    for _ in range(n // batch):
+        seg.engine(x)
+    return (n // batch) * batch / (time.perf_counter() - t)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", type=Path, help="fine-tuned run folder or .safetensors")
+    ap.add_argument("--frames", type=int, default=100)
+    ap.add_argument("--long-frames", type=int, default=2000, help="streaming memory check (0: skip)")
+    ap.add_argument("--paper-frames", type=int, default=5, help="frames for the paper UNet")
+    ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--stream-child", type=Path, help=argparse.SUPPRESS)
+    ap.add_argument("--out-dir", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.stream_child:
+        stream_child(args.stream_child, args.model, args.out_dir)
+        return
+    work = Path(tempfile.mkdtemp(prefix="bench_cine_"))
+    print(
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+    )
+    if args.model:
+        model, meta = load_model(args.model)
+        dice_model, dice_meta = model, meta
+        print(
+            f"model {args.model}: width {meta['model'].get('width')}, image_size {meta['preprocess'].get('image_size')}"
+        )
+    else:
+        from angioseg.data.preprocess import PreprocessConfig
+        from tests.tiny_model import train_tiny_model
+
+        model = UNet(width=16).eval()
+        meta = segmentation_meta(model, PreprocessConfig().to_dict())
+        dice_model, dice_meta = load_model(train_tiny_model(work / "tiny"))
+        print("model: untrained width-16 UNet at 256 (timing); Dice check: tests/tiny_model.py")
+    cine = build_cine(work / "cine.dcm", args.frames)
+    print(f"cine: {args.frames} frames 512x512 from {DATA / 'arcade_unlabeled'}")
+
+    print("\nend to end (segment path, masks written), frames/s | peak MiB")
+    best = 0.0
+    for engine in ("torch", "onnx"):
+        seg = Segmenter(model, meta, fast=True, engine=engine)
+        for label, kw in (
+            ("masks + TIFF + video + vessels.csv", {}),
+            ("masks + TIFF + vessels.csv, no video", {"overlays": False}),
+            ("masks + TIFF, no video, no vessel geometry", {"overlays": False, "stats": False}),
+        ):
+            fps, mib, n = end_to_end(seg, cine, work / f"out_{engine}_{len(kw)}", **kw)
+            best = max(best, fps) if kw == {} else best
+            print(f"  --fast --engine {engine:5s} {label:44s} {fps:7.1f} | {mib:7.0f}  ({n} frames)")
+        print(
+            f"  model only, engine {engine}, batches of 8 at {seg.image_size}²: {model_only(seg):7.1f} frames/s"
+        )
+
+    paper = UNet(width=64).eval()
+    seg64 = Segmenter(paper, segmentation_meta(paper, meta["preprocess"]))
+    frames = read_frames_head(cine, args.paper_frames + 1)
+    seg64.segment(frames[0])  # warm-up
+    t = time.perf_counter()
+    for f in frames[1:]:
+        seg64.segment(f)
+    paper_fps = args.paper_frames / (time.perf_counter() - t)
+    print(f"\npaper UNet (width 64, fp32, standard path, one frame at a time): {paper_fps:.3f} frames/s")
+    print(f"ratio, fast path with everything written / paper UNet: {best / paper_fps:.0f}x")
+
+    if args.long_frames:
+        print("\nstreaming memory check, each in a fresh process (masks + TIFF, no video, no geometry)")
+        long_cine = build_cine(work / "long.dcm", args.long_frames)
+        for c in (cine, long_cine):
+            print("  " + stream_check(c, args.model, work / f"out_{c.stem}"), flush=True)
+        long_cine.unlink()
+
+    print("\nDice on the CIMAT test split, fast vs standard path, same weights (|diff| <= 0.005)")
+    samples = held_out_test_split(DATA / "xca_cimat40")
+    standard = Segmenter(dice_model, dice_meta)
+    for engine in ("torch", "onnx"):
+        fast = Segmenter(dice_model, dice_meta, fast=True, engine=engine)
+        ag = compare_dice(samples, standard.segment_batch, fast.segment_batch)
+        ok = "ok" if abs(ag.difference) <= 0.005 else "OUT OF TOLERANCE"
+        print(
+            f"  {engine:5s} standard {ag.mean_a:.4f}  fast {ag.mean_b:.4f}  diff {ag.difference:+.4f}  {ok}  ({len(samples)} images)"
+        )
+
+
+if __name__ == "__main__":
+    main()
