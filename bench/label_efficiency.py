@@ -91,8 +91,21 @@ def load_results(out: Path) -> dict[tuple[str, str, int, int], dict[str, Any]]:
         cell = p.parents[1]
         fold, seed = cell.name.removeprefix("fold").split("_seed")
         key = (cell.parents[1].name, cell.parent.name[1:], int(fold), int(seed))
-        rows[key] = json.loads(p.read_text(encoding="utf-8"))
+        rows[key] = {**json.loads(p.read_text(encoding="utf-8")), "val_dice": best_val_dice(cell)}
     return rows
+
+
+def best_val_dice(cell: Path) -> float | None:
+    """The best validation Dice of a run (what chose its epoch), from its Lightning CSV logs."""
+    import csv
+
+    best = None
+    for log in cell.glob("logs/version_*/metrics.csv"):
+        with open(log, encoding="utf-8") as f:
+            for row in csv.DictReader(f):
+                if row.get("val_dice"):
+                    best = max(best or 0.0, float(row["val_dice"]))
+    return best
 
 
 def _ms(xs: list[float]) -> str:
@@ -108,8 +121,8 @@ def report(out: Path) -> str:
     methods = sorted({k[0] for k in rows}, key=lambda m: (m != "scratch", m))
     budgets = sorted({k[1] for k in rows}, key=lambda b: (b == "all", int(b) if b != "all" else 0))
     lines = [
-        "| method | labels | cells | Dice | clDice | diameter PCC | train s |",
-        "|---|---|---|---|---|---|---|",
+        "| method | labels | cells | val Dice | test Dice | clDice | diameter PCC | train s |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         for b in budgets:
@@ -122,7 +135,7 @@ def report(out: Path) -> str:
 
             t = col("train_seconds")
             lines.append(
-                f"| {m} | {b} | {len(cell)} | {_ms(col('dice'))} | {_ms(col('cldice'))} | "
+                f"| {m} | {b} | {len(cell)} | {_ms(col('val_dice'))} | {_ms(col('dice'))} | {_ms(col('cldice'))} | "
                 f"{_ms(col('pcc'))} | {statistics.mean(t):.0f} |"
             )
     lines += ["", "Paired differences in test Dice against scratch (same fold, seed and budget):", ""]
