@@ -50,7 +50,9 @@ def main() -> None:
     ap.add_argument("name")
     ap.add_argument("--summary", required=True, help="one line: what the model is for")
     ap.add_argument("--role", choices=("segmenter", "starting-point"), required=True)
-    ap.add_argument("--method", help="what the model was trained by, shown when it is loaded (e.g. synthetic)")
+    ap.add_argument(
+        "--method", help="what the model was trained by, shown when it is loaded (e.g. synthetic)"
+    )
     ap.add_argument("--command", required=True, help="the command(s) that trained it")
     ap.add_argument("--data-note", default="", help="extra lines on the training data")
     ap.add_argument(

@@ -34,7 +34,9 @@ def test_every_bundled_model_has_weights_metadata_card_and_hashes() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(FLOORS))
-def test_bundled_model_segments_held_out_sample_images_offline(name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bundled_model_segments_held_out_sample_images_offline(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no_network(*args: object, **kwargs: object) -> None:
         raise AssertionError("a bundled model tried to reach the network")
 
@@ -71,7 +73,17 @@ def test_finetune_from_the_bundled_segmenter_refuses_its_training_images_as_test
     seen = seen_in_training(f"{PREFIX}xca_vessels", data / "images")
     assert seen  # the sample holds images the segmenter was trained on
     code = run_cli(
-        ["finetune", "--data", data, "--out", tmp_path / "r", "--pretrained", "builtin:xca_vessels", "--test", "6"]
+        [
+            "finetune",
+            "--data",
+            data,
+            "--out",
+            tmp_path / "r",
+            "--pretrained",
+            "builtin:xca_vessels",
+            "--test",
+            "6",
+        ]
     )
     assert code == 2
     err = capsys.readouterr().err

@@ -477,6 +477,8 @@ PLUGINS = (
     "angioseg.unsupervised.cli",
     "angioseg.cta.cli",
     "angioseg.zoo.cli",
+    "angioseg.qca.cli",
+    "angioseg.app.cli",
 )
 
 

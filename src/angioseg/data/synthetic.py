@@ -79,22 +79,32 @@ def _tree(
     return segments
 
 
-def _rasterise(shape: tuple[int, int], segments: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
-    """Chord length through the union of discs along the paths (max over discs), per pixel."""
+def disc_fields(
+    shape: tuple[int, int], segments: list[tuple[np.ndarray, np.ndarray]], pad: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per pixel: chord length through the union of discs along the paths (max over discs), and the
+    signed margin max_i(r_i - |p - c_i|) (> 0 inside; -1e3 farther than ``pad`` px from every disc)."""
     h, w = shape
     thick = np.zeros(shape, np.float32)
+    margin = np.full(shape, -1e3, np.float32)
     for pts, radii in segments:
         for (y, x), r in zip(pts, radii, strict=True):
-            rr = int(np.ceil(r)) + 1
+            rr = int(np.ceil(r)) + pad
             y0, y1 = max(int(y) - rr, 0), min(int(y) + rr + 1, h)
             x0, x1 = max(int(x) - rr, 0), min(int(x) + rr + 1, w)
             if y0 >= y1 or x0 >= x1:
                 continue
             yy, xx = np.mgrid[y0:y1, x0:x1]
             d2 = (yy - y) ** 2 + (xx - x) ** 2
+            np.maximum(margin[y0:y1, x0:x1], r - np.sqrt(d2), out=margin[y0:y1, x0:x1])
             chord = 2.0 * np.sqrt(np.clip(r * r - d2, 0.0, None))
             np.maximum(thick[y0:y1, x0:x1], chord, out=thick[y0:y1, x0:x1])
-    return thick
+    return thick, margin
+
+
+def _rasterise(shape: tuple[int, int], segments: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    """Chord length through the union of discs along the paths (max over discs), per pixel."""
+    return disc_fields(shape, segments)[0]
 
 
 def synthetic_angiogram(
