@@ -10,11 +10,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.console import Console, RenderableType
 
 from angioseg import __version__
 from angioseg.errors import AngiosegError
+from angioseg.terminal import fit_table, unwrap_help
 
 app = typer.Typer(
     name="angioseg",
@@ -43,21 +43,18 @@ def _root(
     """angioseg: coronary artery segmentation when labels are scarce."""
 
 
-def metrics_table(summary: dict[str, Any], title: str) -> Table:
-    t = Table(title=title)
-    for key in ("dice", "cldice", "iou", "mhd", "hd95", "add", "pcc", "ba_bias", "n"):
-        t.add_column(key, justify="right")
-    t.add_row(
-        *[
-            (
-                "-"
-                if summary.get(k) is None
-                else (f"{summary[k]:.3f}" if isinstance(summary[k], float) else str(summary[k]))
-            )
-            for k in ("dice", "cldice", "iou", "mhd", "hd95", "add", "pcc", "ba_bias", "n")
-        ]
-    )
-    return t
+METRIC_COLUMNS = ("dice", "cldice", "iou", "mhd", "hd95", "add", "pcc", "ba_bias", "n")
+
+
+def metrics_table(summary: dict[str, Any], title: str) -> RenderableType:
+    """The summary metrics as a table that fits the terminal (see :func:`~angioseg.terminal.fit_table`)."""
+    cells = [
+        "-"
+        if summary.get(k) is None
+        else (f"{summary[k]:.3f}" if isinstance(summary[k], float) else str(summary[k]))
+        for k in METRIC_COLUMNS
+    ]
+    return fit_table(title, METRIC_COLUMNS, [cells], out_console.width)
 
 
 def report_failures(failed: list[tuple[str, str]]) -> None:
@@ -494,3 +491,4 @@ def _register() -> None:
 
 
 _register()
+unwrap_help(app)

@@ -275,17 +275,14 @@ def evaluate(
     out: Annotated[Path, typer.Option("--out", help="Folder for metrics.csv and summary.json.")],
 ) -> None:
     """Per-volume Dice, precision, recall, accuracy, HD95 / mean surface distance / HD in mm, and 3D clDice."""
-    from rich.table import Table
-
     from angioseg.cta.metrics3d import VOLUME_METRICS
     from angioseg.cta.pipeline import evaluate_volumes
+    from angioseg.terminal import fit_table
 
     res = evaluate_volumes(pred, truth, out)
-    t = Table(title=f"{res.summary['n']} volume(s), mean ± sd")
-    for k in VOLUME_METRICS:
-        t.add_column(k, justify="right")
-    t.add_row(*[f"{res.summary[k]:.3f}±{res.summary[k + '_std']:.3f}" for k in VOLUME_METRICS])
-    out_console.print(t)
+    cells = [f"{res.summary[k]:.3f}±{res.summary[k + '_std']:.3f}" for k in VOLUME_METRICS]
+    title = f"{res.summary['n']} volume(s), mean ± sd"
+    out_console.print(fit_table(title, VOLUME_METRICS, [cells], out_console.width))
     if res.summary["unmatched"]:
         console.print(
             f"{len(res.summary['unmatched'])} volume(s) without a partner skipped, e.g. {res.summary['unmatched'][:3]}"

@@ -36,6 +36,9 @@ FORMATS = {
     ".mhd": "mha",
     ".dcm": "dicom",
 }
+# Refused from the header, before allocation: 2^29 voxels is 512 x 512 x 2048 (a long CT at full
+# resolution, 1 GiB as int16); a corrupt header claiming 10^15 voxels must not reach the allocator.
+MAX_VOXELS = 2**29
 FORMAT_EXT = {"nrrd": ".nrrd", "nifti": ".nii.gz", "mha": ".mha", "dicom": ""}
 # DICOM tags copied from the input series into a written series (patient and study identity).
 _COPY_TAGS = ("0010|0010", "0010|0020", "0010|0030", "0020|000d", "0008|0020", "0008|0030", "0008|0050")
@@ -152,7 +155,7 @@ def _read_dicom_series(folder: Path) -> Volume:
     try:
         series = reader.GetGDCMSeriesIDs(str(folder))
     except RuntimeError as exc:
-        raise DataError(folder, f"cannot scan for DICOM series ({exc})") from None
+        raise DataError(folder, f"cannot scan for DICOM series ({_last_line(exc)})") from None
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warn)
     if not series:
@@ -168,9 +171,7 @@ def _read_dicom_series(folder: Path) -> Volume:
     try:
         img = reader.Execute()
     except RuntimeError as exc:
-        raise DataError(
-            folder, f"cannot read DICOM series {uid} ({str(exc).strip().splitlines()[-1]})"
-        ) from None
+        raise DataError(folder, f"cannot read DICOM series {uid} ({_last_line(exc)})") from None
     tags = {k: reader.GetMetaData(0, k) for k in _COPY_TAGS if reader.HasMetaDataKey(0, k)}
     return _from_sitk(img, folder, "dicom", tags)
 
@@ -189,11 +190,33 @@ def read_volume(path: str | Path) -> Volume:
         )
     if p.is_dir():
         return _read_dicom_series(p)
+    if not p.is_file():
+        raise DataError(p, "not a regular file (a pipe, socket or device); expected a volume file")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(p))
     try:
-        img = sitk.ReadImage(str(p))
+        reader.ReadImageInformation()
+        _check_voxels(p, reader.GetSize(), reader.GetNumberOfComponents())
+        img = reader.Execute()
     except RuntimeError as exc:
-        raise DataError(p, f"cannot read {fmt} volume ({str(exc).strip().splitlines()[-1]})") from None
+        raise DataError(p, f"cannot read {fmt} volume ({_last_line(exc)})") from None
     return _from_sitk(img, p, fmt, {})
+
+
+def _last_line(exc: Exception) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[-1] if lines else exc.__class__.__name__
+
+
+def _check_voxels(path: Path, size: tuple[int, ...], components: int = 1) -> None:
+    """Refuse a header that claims more than :data:`MAX_VOXELS` values (before any allocation)."""
+    n = int(np.prod([int(v) for v in size], dtype=object)) * max(int(components), 1)
+    if n > MAX_VOXELS:
+        raise DataError(
+            path,
+            f"header claims {' x '.join(map(str, size))} voxels, above the limit of {MAX_VOXELS} "
+            "(angioseg.cta.volume_io.MAX_VOXELS); corrupt file?",
+        )
 
 
 def read_label(path: str | Path, shape: tuple[int, ...] | None = None) -> np.ndarray:

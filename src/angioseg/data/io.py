@@ -11,6 +11,7 @@ import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -23,6 +24,11 @@ NPY_EXTS = {".npy"}
 DICOM_EXTS = {".dcm", ".dicom", ".ima"}
 IMAGE_EXTS = RASTER_EXTS | TIFF_EXTS | NPY_EXTS | DICOM_EXTS
 CHANNELS = ("gray", "red", "green", "blue")
+# Size limits checked from the header, before any pixel is decoded: a corrupt or hostile header that
+# claims 100,000 x 100,000 pixels is refused instead of allocating gigabytes. 8192^2 is well above
+# any X-ray detector (<= 3000^2); 2^28 values are e.g. 256 frames of 1024^2 (1 GiB as float32).
+MAX_FRAME_PIXELS = 8192 * 8192
+MAX_FILE_PIXELS = 2**28
 
 
 @dataclass
@@ -78,6 +84,24 @@ def is_image_file(path: Path) -> bool:
     )
 
 
+def check_size(path: Path, shape: Sequence[int]) -> None:
+    """Refuse an image whose header claims more than :data:`MAX_FRAME_PIXELS` per frame or
+    :data:`MAX_FILE_PIXELS` in all. ``shape``: ``[frames x] rows x columns [x samples]`` (a last
+    axis of 3 or 4 is taken as colour samples)."""
+    dims = [int(v) for v in shape]
+    if any(v < 0 for v in dims):
+        raise DataError(path, f"header states a negative size {tuple(dims)}")
+    plane = dims[:-1] if len(dims) >= 3 and dims[-1] in (3, 4) else dims
+    frame = int(np.prod(plane[-2:], dtype=object))
+    total = int(np.prod(dims, dtype=object))
+    if frame > MAX_FRAME_PIXELS or total > MAX_FILE_PIXELS:
+        raise DataError(
+            path,
+            f"header claims {' x '.join(map(str, dims))} pixels, above the limit of {MAX_FRAME_PIXELS} "
+            f"per frame and {MAX_FILE_PIXELS} per file (angioseg.data.io.MAX_*_PIXELS); corrupt file?",
+        )
+
+
 def _to_channel(arr: np.ndarray, channel: str, path: Path) -> np.ndarray:
     """Reduce an H x W x C array to H x W according to ``channel``."""
     if arr.ndim == 2:
@@ -97,9 +121,10 @@ def _read_raster(path: Path, channel: str) -> list[np.ndarray]:
 
     try:
         with Image.open(path) as im:
+            check_size(path, (getattr(im, "n_frames", 1), im.height, im.width))
             im.load()
             arr = np.asarray(im.convert("RGB") if im.mode == "P" else im)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
         raise DataError(path, f"cannot read image ({exc.__class__.__name__}: {exc})") from None
     return [_to_channel(arr, channel, path)]
 
@@ -108,7 +133,12 @@ def _read_tiff(path: Path, channel: str) -> list[np.ndarray]:
     import tifffile
 
     try:
-        arr = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            for page in tif.pages:
+                check_size(path, page.shape)  # type: ignore[union-attr]
+            arr = tif.asarray()
+    except DataError:
+        raise
     except Exception as exc:  # tifffile raises many exception types on corrupt input
         raise DataError(path, f"cannot read TIFF ({exc.__class__.__name__}: {exc})") from None
     arr = np.squeeze(arr)
@@ -123,7 +153,15 @@ def _read_tiff(path: Path, channel: str) -> list[np.ndarray]:
 
 def _read_npy(path: Path, channel: str) -> list[np.ndarray]:
     try:
+        with open(path, "rb") as fh:
+            fmt = np.lib.format
+            version = fmt.read_magic(fh)
+            read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
+            shape = read(fh)[0]
+        check_size(path, shape)
         arr = np.load(path, allow_pickle=False)
+    except DataError:
+        raise
     except Exception as exc:
         raise DataError(path, f"cannot read .npy ({exc.__class__.__name__}: {exc})") from None
     arr = np.squeeze(arr)
@@ -202,14 +240,25 @@ def dicom_spacing(ds: object) -> Spacing:
 
 def _read_dicom(path: Path, channel: str) -> tuple[list[np.ndarray], Spacing, bool]:
     import pydicom
-    from pydicom.errors import InvalidDicomError
 
     try:
         ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, EOFError, ValueError) as exc:
+        return _decode_dicom(ds, path, channel)
+    except DataError:
+        raise
+    except Exception as exc:
+        # pydicom parses elements lazily, so a corrupt header (an unknown VR, a bad length, text in
+        # a number) raises anything from KeyError to NotImplementedError when a tag is first read.
         raise DataError(path, f"not a readable DICOM file ({exc.__class__.__name__}: {exc})") from None
+
+
+def _decode_dicom(ds: Any, path: Path, channel: str) -> tuple[list[np.ndarray], Spacing, bool]:
     if "PixelData" not in ds:
         raise DataError(path, "DICOM file has no pixel data")
+    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
+    samples = int(ds.get("SamplesPerPixel", 1) or 1)
+    check_size(path, (n_frames, rows, cols, samples))
     try:
         arr = ds.pixel_array
     except Exception as exc:  # missing decoder for a compressed transfer syntax, truncated data, ...
@@ -224,8 +273,6 @@ def _read_dicom(path: Path, channel: str) -> tuple[list[np.ndarray], Spacing, bo
     arr = arr * slope + intercept
     if str(getattr(ds, "PhotometricInterpretation", "")) == "MONOCHROME1":
         arr = arr.max() - arr
-    n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     if n_frames > 1:
         frames = [_to_channel(a, channel, path) if samples > 1 else a for a in arr]
     else:
@@ -252,6 +299,8 @@ def read_frames(path: str | Path, channel: str = "gray") -> list[Frame]:
         raise DataError(path, "file does not exist")
     if path.is_dir():
         raise DataError(path, "is a folder, expected an image file")
+    if not path.is_file():
+        raise DataError(path, "not a regular file (a pipe, socket or device); expected an image file")
     ext = path.suffix.lower()
     spacing = Spacing(None)
     multi = False

@@ -52,6 +52,15 @@ def experiment(
             "--dry-run", help="Print the grid (cells, split sizes, shared pretraining runs) and stop."
         ),
     ] = False,
+    worker: Annotated[
+        bool,
+        typer.Option(
+            "--worker",
+            help="Run as one of several workers sharing --out (one host or several with a shared "
+            "filesystem): each cell is claimed with an exclusive lock file, so no two workers run one "
+            "cell. Start every worker with the same CONFIG; the first creates the study.",
+        ),
+    ] = False,
     progress: Annotated[
         bool | None,
         typer.Option(
@@ -107,9 +116,11 @@ def experiment(
         progress=show,
         announce=lambda s: console.print(s, highlight=False, markup=False, soft_wrap=True),
         command=command,
+        worker=worker,
     )
     out_console.print(
-        f"{res.ran} cell(s) run, {res.skipped} already finished, {len(res.failed)} failed; "
+        f"{res.ran} cell(s) run, {res.skipped} already finished, {res.elsewhere} run by other workers, "
+        f"{len(res.failed)} failed; "
         f"results: {res.out / 'results.csv'}; report: {res.report} and report.html",
         highlight=False,
         soft_wrap=True,

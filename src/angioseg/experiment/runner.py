@@ -6,6 +6,10 @@
 * A failing cell (or the pretraining it needs) is recorded as ``"status": "failed"`` with the error
   (and ``error.txt`` with the traceback) and the grid goes on; ``--resume`` retries it from scratch.
 * ``results.csv`` is rewritten after every cell, so a long study can be read while it runs.
+* ``worker=True`` (``--worker``): several processes, on one host or several sharing the folder,
+  run one study; each claims a cell (and a pretraining run) with an exclusive lock file
+  (:mod:`angioseg.experiment.claims`) before running it, so no two run the same one. A worker
+  whose cell needs a pretraining run that another worker is training waits for it.
 * Before any cell runs, an external pretraining folder is refused when one of its images has the
   pixels of a test image (any name or format; :mod:`angioseg.data.leakage`). Its images are read
   through the pretraining cache, so the first pretraining run does not read them again; every
@@ -34,6 +38,7 @@ from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.leakage import check_no_test_images, read_image_hashes, sample_hashes
 from angioseg.data.splits import image_groups
 from angioseg.errors import AngiosegError, DataError
+from angioseg.experiment.claims import claim, release, wait_for_claim
 from angioseg.experiment.config import (
     SPLIT,
     ExperimentConfig,
@@ -56,6 +61,7 @@ class ExperimentResult:
     rows: list[dict[str, Any]]
     ran: int = 0
     skipped: int = 0
+    elsewhere: int = 0  # cells claimed by another worker
     failed: list[tuple[str, str]] = field(default_factory=list)
     report: Path | None = None
 
@@ -286,16 +292,21 @@ def run_experiment(
     announce: Announce | None = print,
     report: bool = True,
     command: str | None = None,
+    worker: bool = False,
 ) -> ExperimentResult:
     """Run (or continue) the study in ``out``; write ``results.csv`` and the report.
 
     ``cfg`` must have absolute data paths (:func:`~angioseg.experiment.config.resolve_paths`).
     ``command`` is recorded in ``runs.json`` (with start, wall time and machine) for the report.
+    ``worker``: one of several processes sharing ``out`` (see the module docstring); it starts the
+    study or joins it, whichever applies.
     """
     out = Path(out)
+    if worker:
+        resume = (out / "experiment.yaml").exists()
     cfg = open_study(cfg, out, resume)
     with invocation_log(out, command) as result:
-        samples, plan = _run_grid(cfg, out, result, progress, announce)
+        samples, plan = _run_grid(cfg, out, result, progress, announce, worker)
     if report:
         from angioseg.experiment.report import write_report
 
@@ -347,6 +358,7 @@ def _run_grid(
     result: ExperimentResult,
     progress: bool,
     announce: Announce | None,
+    worker: bool = False,
 ) -> tuple[dict[str, Sample], Plan]:
     samples, plan = _samples_and_plan(cfg, out)
     check_external_pretraining(cfg, plan, samples, out, announce)
@@ -361,8 +373,13 @@ def _run_grid(
         if _finished(cell):
             result.skipped += 1
             continue
-        record = _run_one(cfg, cell, samples, out, pre_done, pre_failed, progress, announce)
+        if worker and not claim(cell.run_dir):
+            result.elsewhere += 1
+            continue
+        record = _run_one(cfg, cell, samples, out, pre_done, pre_failed, progress, announce, worker)
         write_json(cell.run_dir / "cell.json", record)
+        if worker and record["status"] == "ok":
+            release(cell.run_dir)  # a failed cell keeps its claim: other workers do not retry it
         result.ran += 1
         if record["status"] != "ok":
             result.failed.append((cell.key, str(record["error"])))
@@ -389,6 +406,7 @@ def _run_one(
     pre_failed: dict[str, str],
     progress: bool,
     announce: Announce | None,
+    worker: bool = False,
 ) -> dict[str, Any]:
     """One cell, its pretraining first; any ``Exception`` becomes a failed record (with ``error.txt``)."""
     pre = cell.pretrain
@@ -399,7 +417,11 @@ def _run_one(
                 raise AngiosegError(f"pretraining {pre.key} failed: {pre_failed[pre.key]}")
             if pre.key not in pre_done:
                 try:
+                    if worker:
+                        _claim_pretrain(pre, announce)
                     pre_done[pre.key] = ensure_pretrain(cfg, pre, samples, out, progress, announce)
+                    if worker:
+                        release(pre.run_dir)
                 except Exception as exc:
                     pre_failed[pre.key] = f"{type(exc).__name__}: {exc}"
                     _write_error(pre.run_dir / "error.txt")
@@ -410,6 +432,15 @@ def _run_one(
         _write_error(cell.run_dir / "error.txt")
         msg = str(exc) if isinstance(exc, AngiosegError) else f"{type(exc).__name__}: {exc}"
         return cell_row(cell, "failed", error=msg.splitlines()[0] if msg else type(exc).__name__)
+
+
+def _pretrain_finished(run: PretrainRun) -> bool:
+    p = run.run_dir / "summary.json"
+    return p.exists() and not json.loads(p.read_text(encoding="utf-8")).get("interrupted")
+
+
+def _claim_pretrain(run: PretrainRun, announce: Announce | None) -> None:
+    wait_for_claim(run.run_dir, lambda: _pretrain_finished(run), f"pretraining {run.key}", announce)
 
 
 def _write_error(path: Path) -> None:

@@ -64,6 +64,8 @@ def polygon_mask(polygons: Sequence[Sequence[float]], shape: tuple[int, int]) ->
         xy = np.asarray(poly, dtype=np.float64)
         if xy.ndim != 1 or len(xy) % 2 or len(xy) < 6:
             raise ValueError(f"a COCO polygon needs an even number (>= 6) of coordinates, got {len(xy)}")
+        if not np.isfinite(xy).all():
+            raise ValueError("a COCO polygon has a NaN or infinite coordinate")
         rr, cc = polygon(xy[1::2] - 0.5, xy[0::2] - 0.5, shape=shape)
         mask[rr, cc] = True
     return mask
@@ -96,6 +98,13 @@ def load_coco(path: Path) -> tuple[list[CocoImage], dict[int, str]]:
         raise DataError(path, "not a COCO annotation file: no 'images' list at the top level")
     if not isinstance(data.get("annotations", []), list):
         raise DataError(path, "not a COCO annotation file: 'annotations' is not a list")
+    try:
+        return _parse_coco(path, data)
+    except (TypeError, ValueError, OverflowError) as exc:  # an id that is a list, a width that is text, ...
+        raise DataError(path, f"malformed COCO entry ({exc.__class__.__name__}: {exc})") from None
+
+
+def _parse_coco(path: Path, data: dict[str, Any]) -> tuple[list[CocoImage], dict[int, str]]:
     images: dict[int, CocoImage] = {}
     for i, entry in enumerate(data["images"]):
         if not isinstance(entry, dict) or "id" not in entry or "file_name" not in entry:
@@ -154,7 +163,7 @@ def rasterise(
         where = f"{image.file_name} (annotation {ann.get('id')})"
         try:
             region = polygon_mask(_polygons(ann, where), shape)
-        except ValueError as exc:
+        except (ValueError, TypeError, OverflowError) as exc:
             raise DataError(None, f"{where}: {exc}") from None
         mask |= region
         if isinstance(cat, int) and 0 < cat < 256:

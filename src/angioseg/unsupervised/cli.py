@@ -175,17 +175,17 @@ def evaluate(
     Scored inside the region of interest given to 'segment'. The ORACLE rows choose clusters by looking at
     the ground truth (as the CUTS paper did) and are upper bounds, not results.
     """
-    from rich.table import Table
-
+    from angioseg.terminal import fit_table
     from angioseg.unsupervised.evaluation import TABLE_COLUMNS, evaluate_segmentations, selection_of
 
     rep = evaluate_segmentations(seg, truth, out)
-    t = Table(title=f"unsupervised segmentation vs {truth}")
-    for c in ("method", "selection", *TABLE_COLUMNS, "n"):
-        t.add_column(c, justify="left" if c in ("method", "selection") else "right")
-    for m, s in rep.summary.items():
-        t.add_row(m, selection_of(m), *(f"{s[k]:.3f}" for k in TABLE_COLUMNS), str(int(s["n"])))
-    out_console.print(t)
+    rows = [
+        [m, selection_of(m), *(f"{s[k]:.3f}" for k in TABLE_COLUMNS), str(int(s["n"]))]
+        for m, s in rep.summary.items()
+    ]
+    columns = ("method", "selection", *TABLE_COLUMNS, "n")
+    title = f"unsupervised segmentation vs {truth}"
+    out_console.print(fit_table(title, columns, rows, out_console.width, key=0))
     if rep.unmatched:
         console.print(
             f"{len(rep.unmatched)} segmentation(s) without a true mask were skipped, e.g. {rep.unmatched[:3]}"
