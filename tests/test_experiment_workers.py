@@ -13,16 +13,21 @@ import yaml
 from angioseg.experiment.claims import CLAIM, claim, owner, release
 
 
-def _grab(root: str, n: int, queue: mp.Queue) -> None:  # type: ignore[type-arg]
+def _grab(root: str, n: int, queue: mp.Queue, barrier: object) -> None:  # type: ignore[type-arg]
+    # Start together and stay alive until every worker is done: a finished worker's claims would
+    # otherwise be a dead process's, which a late worker rightly takes over (a crashed cell).
+    barrier.wait()  # type: ignore[attr-defined]
     won = [i for i in range(n) if claim(Path(root) / f"cell_{i:02d}")]
     queue.put((os.getpid(), won))
+    barrier.wait()  # type: ignore[attr-defined]
 
 
 def test_racing_workers_claim_each_cell_exactly_once(tmp_path: Path) -> None:
     n, workers = 40, 4
     ctx = mp.get_context("fork")
     queue = ctx.Queue()
-    procs = [ctx.Process(target=_grab, args=(str(tmp_path), n, queue)) for _ in range(workers)]
+    barrier = ctx.Barrier(workers)
+    procs = [ctx.Process(target=_grab, args=(str(tmp_path), n, queue, barrier)) for _ in range(workers)]
     for p in procs:
         p.start()
     results = [queue.get(timeout=60) for _ in procs]
