@@ -7,6 +7,7 @@ import json
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
@@ -35,6 +36,7 @@ def client(data_dir, tiny_model: Path) -> TestClient:
     return TestClient(
         create_app(Settings(root, {"tiny": str(tiny_model)}, max_upload_mb=1.0)),
         raise_server_exceptions=False,
+        base_url="http://127.0.0.1:8765",
     )
 
 
@@ -73,6 +75,24 @@ def test_open_and_qca_roundtrip(client: TestClient, data_dir) -> None:
     assert dumped["results"][0]["ds_percent"] == pytest.approx(s["ds_percent"])
 
 
+def test_mask_download_is_the_mask_that_was_measured(client: TestClient, data_dir) -> None:
+    import io
+
+    from PIL import Image
+    from scipy import ndimage
+
+    _, ph = data_dir
+    info = _open(client)
+    study = client.app.state.angioseg.studies[info["id"]]  # type: ignore[attr-defined]
+    wider = ndimage.binary_dilation(study.masks["mask file"][1], iterations=2)
+    study.masks["tiny"] = {1: wider}  # as if the model had segmented frame 1
+    req = {"id": info["id"], "frame": 1, "source": "tiny", "proximal": ph.proximal, "distal": ph.distal}
+    assert client.post("/api/qca", json=req).status_code == 200
+    d = client.get(f"/api/download/{info['id']}/mask")
+    assert d.status_code == 200
+    assert np.array_equal(np.asarray(Image.open(io.BytesIO(d.content))) > 0, wider)
+
+
 def test_segment_with_progress(client: TestClient) -> None:
     info = _open(client)
     r = client.post("/api/segment", json={"id": info["id"], "source": "tiny"})
@@ -93,6 +113,15 @@ def test_paths_outside_the_data_folder_are_refused(client: TestClient) -> None:
         assert r.status_code == 400 and "outside the data folder" in r.json()["error"]
 
 
+def test_other_host_names_are_refused_against_dns_rebinding(client: TestClient) -> None:
+    """A page of another site that rebinds its name to 127.0.0.1 reaches the server with its own
+    Host header: it must not be able to list or read the data folder."""
+    r = client.get("/api/files", headers={"host": "attacker.example:8765"})
+    assert r.status_code == 400 and "cine.dcm" not in r.text
+    for host in ("127.0.0.1:8765", "localhost:8765", "[::1]:8765"):
+        assert client.get("/api/files", headers={"host": host}).status_code == 200, host
+
+
 def test_readable_errors_and_upload_limit(client: TestClient) -> None:
     r = client.post("/api/open", json={"path": "broken.png"})
     assert r.status_code == 400 and "broken.png" in r.json()["error"] and "Traceback" not in r.text
@@ -108,10 +137,41 @@ def test_readable_errors_and_upload_limit(client: TestClient) -> None:
     assert r.status_code == 400 and "open a file first" in r.json()["error"]
 
 
+def test_upload_with_a_bad_name_or_length_is_a_readable_400(client: TestClient) -> None:
+    for name in ("..", ".", ""):
+        r = client.post(f"/api/upload?name={name}", content=b"x")
+        assert r.status_code == 400 and "file name" in r.json()["error"], (name, r.text)
+    r = client.post("/api/upload?name=a.png", content=b"x", headers={"content-length": "abc"})
+    assert r.status_code == 400 and "Content-Length" in r.json()["error"]
+
+
 def test_upload_small_file(client: TestClient, data_dir) -> None:
     root, _ = data_dir
     r = client.post("/api/upload?name=cine.dcm", content=(root / "cine.dcm").read_bytes())
     assert r.status_code == 200 and r.json()["frames"] == 3
+
+
+def test_serve_refuses_an_unknown_bundled_model_before_starting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import uvicorn
+
+    started: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: started.append(a))
+    assert run_cli(["serve", "--data", tmp_path, "--model", "builtin:nope"]) == 2 and not started
+    assert "builtin:xca_vessels" in capsys.readouterr().err.replace("\n", " ")
+    assert run_cli(["serve", "--data", tmp_path, "--model", "builtin:xca_vessels"]) == 0 and started
+
+
+def test_serve_offers_the_bundled_segmenter_when_no_model_is_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    apps: list = []
+    monkeypatch.setattr(uvicorn, "run", lambda web, **k: apps.append(web))
+    assert run_cli(["serve", "--data", tmp_path]) == 0
+    assert "builtin:xca_vessels" in apps[0].state.angioseg.settings.models
 
 
 def test_serve_refuses_a_missing_data_folder(tmp_path: Path) -> None:

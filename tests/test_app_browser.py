@@ -88,3 +88,44 @@ def test_browser_qca_on_phantom_cine(tmp_path: Path) -> None:
     finally:
         server.should_exit = True
         thread.join(timeout=10)
+
+
+def test_file_names_are_shown_as_text_not_markup(tmp_path: Path) -> None:
+    """A file in the data folder named with markup must be listed verbatim, never run as script."""
+    if not CHROMIUM.exists():
+        pytest.skip(f"no chromium at {CHROMIUM}: install it with 'apt-get install -y chromium'")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    import uvicorn
+
+    from angioseg.app.api import create_app
+    from angioseg.app.server import Settings
+    from tests.qca_fixtures import write_phantom_cine
+
+    write_phantom_cine(tmp_path / "data")
+    evil = "x<img src=1 onerror=window.pwned=1>.dcm"
+    (tmp_path / "data" / evil).write_bytes((tmp_path / "data" / "cine.dcm").read_bytes())
+    port = _free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Settings(tmp_path / "data")), host="127.0.0.1", port=port, log_level="warning"
+        )
+    )
+    threading.Thread(target=server.run, daemon=True).start()
+    for _ in range(200):
+        if server.started:
+            break
+        time.sleep(0.05)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(
+                executable_path=str(CHROMIUM), args=["--headless", "--no-sandbox", "--disable-gpu"]
+            )
+            page = browser.new_page()
+            page.goto(f"http://127.0.0.1:{port}/")
+            page.wait_for_function("document.querySelectorAll('#file option').length > 1")
+            names = page.eval_on_selector_all("#file option", "os => os.map((o) => o.value)")
+            pwned = page.evaluate("window.pwned === 1")
+            browser.close()
+    finally:
+        server.should_exit = True
+    assert evil in names and not pwned

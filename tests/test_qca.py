@@ -128,3 +128,37 @@ def test_clear_errors() -> None:
         qca_between(two, (10.0, 12.0), (50.0, 43.0))
     with pytest.raises(AngiosegError, match="empty"):
         qca_between(np.zeros((32, 32), bool), (1.0, 1.0), (5.0, 5.0))
+
+
+def test_lesion_length_stays_inside_the_segment_when_it_runs_into_invalid_samples() -> None:
+    """A lesion whose edge meets an invalid sample (free end, point off the mask) has no wall
+    crossing there: the edge must not be extrapolated beyond the analysed segment."""
+    from angioseg.qca.measure import stenosis
+    from angioseg.qca.profile import Profile
+
+    n = 200
+    arc = np.arange(n) * 0.5
+    d = np.full(n, 4.0)
+    d[90:] = 2.0  # the narrowing runs on into samples that are not valid
+    d[100] = 1.99  # excess barely differs from its valid neighbour's: a huge extrapolation
+    valid = np.ones(n, bool)
+    valid[100:] = False
+    pts = np.zeros((n, 2))
+    prof = Profile(arc, pts, pts, d, d, valid, "rays")
+    st = stenosis(prof, "mean-ends")
+    assert arc[0] <= st.lesion_start <= st.lesion_end <= arc[-1]
+    assert st.lesion_length <= 10 * 0.5 + 1e-9  # samples 90..99, at most up to sample 100
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [({"reference": "meanends"}, "reference must be"), ({"method": "ray"}, "diameter method must be")],
+)
+def test_a_wrong_option_is_named_not_hidden_as_no_measurable_branch(
+    option: dict[str, str], message: str
+) -> None:
+    from angioseg.qca import qca_branches
+
+    ph = qca_phantom(0)
+    with pytest.raises(AngiosegError, match=message):
+        qca_branches(ph.mask, options=QCAOptions(**option))  # type: ignore[arg-type]

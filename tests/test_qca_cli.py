@@ -61,3 +61,15 @@ def test_qca_cli_cine_frame_and_errors(tmp_path: Path) -> None:
     assert run_cli([*base, "--proximal", "oops", "--out", tmp_path / "x"]) == 2
     assert run_cli(["qca", tmp_path / "cine.dcm", "--out", tmp_path / "x"]) == 2  # neither --mask nor --model
     assert not (tmp_path / "x").exists()
+
+
+def test_qca_cli_one_mask_for_a_cine_needs_its_frame(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """One mask for a multi-frame cine says nothing about which frame to read: every frame would
+    tie on mask area and 'auto' would silently take frame 0 under a rule that was not applied."""
+    write_phantom_cine(tmp_path)
+    one = np.load(tmp_path / "cine_mask.npy")[2]
+    write_png(tmp_path / "one_mask.png", one.astype(np.uint8) * 255)
+    base = ["qca", tmp_path / "cine.dcm", "--mask", tmp_path / "one_mask.png", "--out"]
+    assert run_cli([*base, tmp_path / "auto"]) == 2
+    assert "--frame" in capsys.readouterr().err
+    assert run_cli([*base, tmp_path / "f2", "--frame", "2"]) == 0

@@ -11,6 +11,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel
+from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from angioseg.app.server import (
     STATIC,
@@ -58,6 +59,7 @@ def create_app(settings: Settings) -> FastAPI:
     state = AppState(settings)
     app = FastAPI(title="angioseg", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.angioseg = state
+    app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(settings.allowed_hosts))
 
     @app.exception_handler(AngiosegError)
     async def _user_error(request: Request, exc: AngiosegError) -> JSONResponse:
@@ -94,12 +96,16 @@ def create_app(settings: Settings) -> FastAPI:
     async def upload(request: Request) -> dict[str, Any]:
         limit = int(settings.max_upload_mb * 1024 * 1024)
         declared = request.headers.get("content-length")
+        if declared is not None and not declared.strip().isdigit():
+            raise AngiosegError(f"upload: Content-Length must be a number of bytes, got {declared!r}")
         if declared is not None and int(declared) > limit:
             return _error(
                 413,
                 f"upload too large: {int(declared) / 1e6:.1f} MB, the limit is {settings.max_upload_mb:g} MB",
             )  # type: ignore[return-value]
         name = Path(request.query_params.get("name", "upload.png")).name
+        if name in ("", ".", ".."):
+            raise AngiosegError("upload: give the file name (?name=NAME.dcm); its suffix says how to read it")
         data = bytearray()
         async for chunk in request.stream():
             data += chunk
@@ -168,10 +174,13 @@ def create_app(settings: Settings) -> FastAPI:
         study = state.study(sid)
         stem = Path(study.name).stem
         if kind == "mask":
-            src = next(iter(study.masks), None)
-            if src is None:
-                raise AngiosegError("no mask yet: segment first")
-            i = study.result_frame if study.result is not None else min(study.masks[src])
+            if study.result is not None:  # the mask that was measured
+                src, i = str(study.result.context["mask_source"]), study.result_frame
+            else:
+                src = next((s for s, m in study.masks.items() if m), "")
+                if not src:
+                    raise AngiosegError("no mask yet: segment first")
+                i = min(study.masks[src])
             return _attachment(
                 png_bytes(study.masks[src][i].astype(np.uint8) * 255), f"{stem}_mask.png", "image/png"
             )

@@ -10,6 +10,8 @@ import typer
 from angioseg.cli import app, out_console
 from angioseg.errors import AngiosegError
 
+DEFAULT_MODEL = "builtin:xca_vessels"
+
 
 def model_names(models: list[str]) -> dict[str, str]:
     """Names shown in the page for ``--model`` values (run folders, checkpoints, builtin:NAME)."""
@@ -25,7 +27,10 @@ def serve(
     data: Annotated[Path, typer.Option(help="Data folder: only files inside it can be opened.")] = Path("."),
     model: Annotated[
         list[str] | None,
-        typer.Option(help="Model to offer (run folder, checkpoint or builtin:NAME); repeatable."),
+        typer.Option(
+            help="Model to offer (run folder, checkpoint or builtin:NAME); repeatable. "
+            "Default: the bundled segmenter builtin:xca_vessels."
+        ),
     ] = None,
     host: Annotated[
         str, typer.Option(help="Address to bind; the default serves this machine only.")
@@ -38,14 +43,19 @@ def serve(
     import uvicorn
 
     from angioseg.app.api import create_app
-    from angioseg.app.server import Settings
+    from angioseg.app.server import LOOPBACK_HOSTS, Settings
+    from angioseg.zoo import builtin_path, is_builtin
 
-    models = model_names(model or [])
+    models = model_names(model or [DEFAULT_MODEL])  # a first run can segment with no training
     for m in models.values():  # a wrong --model is an error now, not when the page asks for it
-        if not m.startswith("builtin:") and not Path(m).exists():
+        if is_builtin(m):
+            builtin_path(m)  # an unknown name: CheckpointError listing the bundled ones
+        elif not Path(m).exists():
             raise AngiosegError(f"{m}: --model does not exist")
-    web = create_app(Settings(data.resolve(), models, max_upload_mb))
-    if host not in ("127.0.0.1", "localhost", "::1"):
+    loopback = host in ("127.0.0.1", "localhost", "::1")
+    hosts = LOOPBACK_HOSTS if loopback else ("*",)
+    web = create_app(Settings(data.resolve(), models, max_upload_mb, hosts))
+    if not loopback:
         out_console.print(f"warning: binding {host}: other machines on the network can reach the app")
     out_console.print(
         f"angioseg app on http://{host}:{port}/ (data folder {data.resolve()}); Ctrl-C stops it"

@@ -25,6 +25,9 @@ from angioseg.errors import AngiosegError, DataError
 
 STATIC = Path(__file__).parent / "static"
 MASK_SUFFIXES = ("_mask", "_gt", "_label")
+# Host headers accepted when bound to this machine: another site whose name is rebound to
+# 127.0.0.1 (DNS rebinding) sends its own name and is refused, so it cannot read the data folder.
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
 
 
 @dataclass
@@ -34,6 +37,7 @@ class Settings:
         default_factory=dict
     )  # name shown -> run folder / checkpoint / builtin:NAME
     max_upload_mb: float = 200.0
+    allowed_hosts: tuple[str, ...] = LOOPBACK_HOSTS  # ("*",): any (bound to the network on purpose)
 
 
 @dataclass

@@ -73,8 +73,12 @@ def _run_around(below: np.ndarray, i: int) -> tuple[int, int]:
 
 
 def _crossing(arc: np.ndarray, excess: np.ndarray, inside: int, outside: int) -> float:
-    """Arc length where ``excess`` (negative inside the lesion) crosses 0 between two samples."""
-    if outside < 0 or outside >= len(arc):
+    """Arc length where ``excess`` (negative inside the lesion) crosses 0 between two samples.
+
+    Where the outside sample does not cross (it is invalid, e.g. at a free end, and still below the
+    threshold), the lesion ends at the last valid sample: extrapolating there would run off the path.
+    """
+    if outside < 0 or outside >= len(arc) or not excess[outside] >= 0:
         return float(arc[inside])
     e0, e1 = excess[inside], excess[outside]
     f = e0 / (e0 - e1) if e0 != e1 else 0.0

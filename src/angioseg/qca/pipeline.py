@@ -19,8 +19,8 @@ import numpy as np
 from angioseg.errors import AngiosegError, DataError
 from angioseg.qca.calibration import Calibration, calibrate
 from angioseg.qca.centerline import CenterlineGraph
-from angioseg.qca.measure import LESION_FRACTION, Stenosis, stenosis
-from angioseg.qca.profile import Profile, diameter_profile
+from angioseg.qca.measure import LESION_FRACTION, REFERENCES, Stenosis, stenosis
+from angioseg.qca.profile import METHODS, Profile, diameter_profile
 
 Point = tuple[float, float]  # (x, y) in pixels
 
@@ -32,6 +32,18 @@ class QCAOptions:
     lesion_fraction: float = LESION_FRACTION
     step: float = 0.5  # px of arc length between samples
     window: float = 4.0  # px, moving average of the diameters
+
+    def __post_init__(self) -> None:
+        # Checked here, once: qca_branches skips branches that fail to measure, which would hide a
+        # wrong option behind "no vessel branch could be measured".
+        if self.method not in METHODS:
+            raise AngiosegError(f"diameter method must be one of {METHODS}, got {self.method!r}")
+        if self.reference not in REFERENCES:
+            raise AngiosegError(f"reference must be one of {REFERENCES}, got {self.reference!r}")
+        if not 0 < self.lesion_fraction < 1:
+            raise AngiosegError(f"lesion fraction must be in (0, 1), got {self.lesion_fraction}")
+        if not (self.step > 0 and self.window >= 0):
+            raise AngiosegError(f"step must be > 0 and window >= 0 px, got {self.step} and {self.window}")
 
 
 @dataclass
@@ -204,6 +216,12 @@ def run_qca(
                 f"mask size {mframes[0].image.shape} differs from the image's {frames[0].image.shape}",
             )
         masks = [binarize_mask(f.image, mask_path) for f in mframes]
+        if len(masks) == 1 and len(frames) > 1 and index is None:
+            raise DataError(
+                mask_path,
+                f"is one mask for a {len(frames)}-frame cine: give the frame it was drawn on with "
+                "--frame N (--frame auto needs a mask per frame, or --model)",
+            )
         if len(masks) == 1:
             masks = [masks[0]] * len(frames)
     rule = "given" if index is not None else ""

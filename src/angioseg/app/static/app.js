@@ -15,7 +15,7 @@ async function api(path, body) {
 
 async function loadFiles() {
   const d = await api("/api/files");
-  $("file").innerHTML = d.files.map((f) => `<option>${f}</option>`).join("");
+  $("file").replaceChildren(...d.files.map((f) => new Option(f, f)));  // names as text, never markup
 }
 
 function loadImage(src) {
@@ -24,7 +24,7 @@ function loadImage(src) {
 
 async function opened(info) {
   state.study = info; state.points = []; state.result = null; state.overlay = null;
-  $("source").innerHTML = info.mask_sources.map((s) => `<option>${s}</option>`).join("");
+  $("source").replaceChildren(...info.mask_sources.map((s) => new Option(s, s)));
   $("frame").max = info.frames - 1; $("frame").value = 0; state.frame = 0;
   const sp = info.spacing_mm ? `${info.spacing_mm[0].toFixed(3)} mm/px (${info.spacing_source})` : "no spacing in the file";
   $("info").textContent = `${info.name}: ${info.frames} frame(s), ${info.width} x ${info.height}, ${sp}`;
