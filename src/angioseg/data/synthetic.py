@@ -51,30 +51,55 @@ def _walk(
     return pts, radii
 
 
+@dataclass(frozen=True)
+class TreeStyle:
+    """How :func:`_tree` branches: ranges are drawn uniformly, in the order of the fields used.
+
+    The default is this module's dense, hair-thin trees; :mod:`angioseg.data.synthetic_real`
+    uses a sparser style like an annotator's masks.
+    """
+
+    end_ratio: tuple[float, float] = (0.45, 0.7)  # radius at a segment's end / at its start
+    min_radius: float = 0.8  # no segment end (nor, with clip_children, child) thinner than this
+    stop_radius: float = 1.2  # a segment thinner than this at its start has no children
+    children: tuple[int, int] = (2, 5)  # integers in [low, high)
+    child_angle: tuple[float, float] = (0.45, 1.2)
+    child_radius: tuple[float, float] = (0.55, 0.8)
+    child_length: tuple[float, float] = (0.35, 0.7)
+    curvature: tuple[float, float] | None = None  # drawn per segment; None: _walk's default
+    clip_children: bool = False
+
+
 def _tree(
-    rng: np.random.Generator, size: int, r_root: float, depth: int, start: np.ndarray, angle: float
+    rng: np.random.Generator,
+    size: int,
+    r_root: float,
+    depth: int,
+    start: np.ndarray,
+    angle: float,
+    style: TreeStyle = TreeStyle(),
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     segments: list[tuple[np.ndarray, np.ndarray]] = []
     stack = [(start, angle, r_root, depth, int(size * rng.uniform(0.5, 0.9)))]
     while stack:
         s, a, r, d, length = stack.pop()
-        r_end = max(0.8, r * rng.uniform(0.45, 0.7))
-        pts, radii = _walk(rng, s, a, length, r, r_end)
+        r_end = max(style.min_radius, r * rng.uniform(*style.end_ratio))
+        if style.curvature is None:
+            pts, radii = _walk(rng, s, a, length, r, r_end)
+        else:
+            pts, radii = _walk(rng, s, a, length, r, r_end, curvature=rng.uniform(*style.curvature))
         segments.append((pts, radii))
-        if d == 0 or r < 1.2:
+        if d == 0 or r < style.stop_radius:
             continue
-        for _ in range(rng.integers(2, 5)):
+        for _ in range(rng.integers(*style.children)):
             k = int(rng.uniform(0.15, 0.85) * length)
             side = rng.choice([-1.0, 1.0])
-            child_angle = a + side * rng.uniform(0.45, 1.2)
+            child_angle = a + side * rng.uniform(*style.child_angle)
+            child_r = radii[k] * rng.uniform(*style.child_radius)
+            if style.clip_children:
+                child_r = max(style.min_radius, child_r)
             stack.append(
-                (
-                    pts[k],
-                    child_angle,
-                    radii[k] * rng.uniform(0.55, 0.8),
-                    d - 1,
-                    int(length * rng.uniform(0.35, 0.7)),
-                )
+                (pts[k], child_angle, child_r, d - 1, int(length * rng.uniform(*style.child_length)))
             )
     return segments
 

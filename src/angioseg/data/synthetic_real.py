@@ -10,7 +10,7 @@ own vessels are removed, and the vessels drawn on it follow the statistics of an
   closing with a disc wider than any vessel (``closing_radius``), then lightly smoothed, with the
   frame's fine texture added back where it is not a vessel (the closing flattens texture too);
 * **vessels**: one or two branching trees of tapering radius from
-  a random walk (:func:`_annotated_tree`), sized like the 40 CIMAT masks at 256 pixels (vessel
+  a random walk (:func:`angioseg.data.synthetic._tree` in the :data:`ANNOTATED` style), sized like the 40 CIMAT masks at 256 pixels (vessel
   diameter median 4 px, 5-95 % 2-10 px; 3.6-8 % of the image), with at most three children a
   segment and no branch thinner than 2 px (annotators do not draw what they cannot see);
 * **contrast**: Beer-Lambert absorption, ``I = B * exp(-mu * chord)``, with ``mu`` drawn so that a
@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
-from angioseg.data.synthetic import _rasterise, _walk
+from angioseg.data.synthetic import TreeStyle, _rasterise, _tree, _walk
 
 
 @dataclass
@@ -48,30 +48,18 @@ class RealSynthConfig:
     blur: tuple[float, float] = (0.5, 1.1)
 
 
-def _annotated_tree(
-    rng: np.random.Generator, size: int, r_root: float, depth: int, start: np.ndarray, angle: float
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """A tree like an annotator draws one: 1-3 children a segment, no branch thinner than 2 px."""
-    segments: list[tuple[np.ndarray, np.ndarray]] = []
-    stack = [(start, angle, r_root, depth, int(size * rng.uniform(0.5, 0.9)))]
-    while stack:
-        s, a, r, d, length = stack.pop()
-        r_end = max(1.0, r * rng.uniform(0.55, 0.8))
-        pts, radii = _walk(rng, s, a, length, r, r_end, curvature=rng.uniform(0.03, 0.08))
-        segments.append((pts, radii))
-        if d == 0 or r < 1.5:
-            continue
-        for _ in range(rng.integers(1, 4)):
-            k = int(rng.uniform(0.15, 0.85) * length)
-            child = (
-                pts[k],
-                a + rng.choice([-1.0, 1.0]) * rng.uniform(0.4, 1.1),
-                max(1.0, radii[k] * rng.uniform(0.55, 0.85)),
-                d - 1,
-                int(length * rng.uniform(0.3, 0.65)),
-            )
-            stack.append(child)
-    return segments
+# A tree like an annotator draws one: 1-3 children a segment, no branch thinner than 2 px.
+ANNOTATED = TreeStyle(
+    end_ratio=(0.55, 0.8),
+    min_radius=1.0,
+    stop_radius=1.5,
+    children=(1, 4),
+    child_angle=(0.4, 1.1),
+    child_radius=(0.55, 0.85),
+    child_length=(0.3, 0.65),
+    curvature=(0.03, 0.08),
+    clip_children=True,
+)
 
 
 def vessel_free_background(frame: np.ndarray, size: int, closing_radius: int) -> np.ndarray:
@@ -110,7 +98,7 @@ def realistic_angiogram(
             [np.sin(theta), np.cos(theta)]
         )
         inward = theta + np.pi + rng.uniform(-0.6, 0.6)
-        segments += _annotated_tree(rng, n, rng.uniform(*cfg.root_radius), cfg.branch_depth, start, inward)
+        segments += _tree(rng, n, rng.uniform(*cfg.root_radius), cfg.branch_depth, start, inward, ANNOTATED)
     # Vessels are not seen (nor drawn) where the collimator blanks the frame.
     thick = _rasterise((n, n), segments) * (ndimage.gaussian_filter(bg, 2.0) > 0.15)
     mu = -np.log(1.0 - rng.uniform(*cfg.contrast)) / cfg.ref_diameter
