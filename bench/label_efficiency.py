@@ -8,6 +8,12 @@ continued with ``--resume``, so the study can be run in pieces (e.g. one working
     python bench/label_efficiency.py --out studies/label_eff --methods scratch synth \\
         --budgets 2 5 10 all --folds 0 1 2 3 4 --seeds 0 1 2
     python bench/label_efficiency.py --out studies/label_eff --report   # the tables only
+    python bench/label_efficiency.py --out studies/label_eff --rescore  # re-score older cells
+
+Test images are scored as ``finetune`` scores them today (``evaluate_split``: on the image's own
+pixel grid, against the mask as drawn, with the default test-time flips); ``--rescore`` brings
+cells scored by an older version (on the 256² grid, no flips; they have no ``test/scoring.json``)
+up to date from their saved model, keeping their old figures in ``test/rescored.json``.
 
 The test fold k is fold k of 5 disjoint folds of the 40 CIMAT images (``--test-fold``, each image is
 tested once over the 5 folds); the 4 validation images that choose the best epoch are drawn from
@@ -83,6 +89,36 @@ def run_cells(args: argparse.Namespace) -> None:
         print(f"[{i}/{len(cells)}] {m} n={b} fold {f} seed {s}{' (resumed)' if resume else ''}", flush=True)
         res = run_finetune(cell_config(args, m, b, f, s), resume=resume, progress=False, announce=None)
         print(f"    test Dice {res.summary['dice']:.3f} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def rescore(out: Path) -> None:
+    """Score again, with today's ``evaluate_split``, the finished cells an older version scored."""
+    from angioseg.config import load_config
+    from angioseg.data.datasets import load_dataset
+    from angioseg.train.checkpoint import load_model
+    from angioseg.train.finetune import evaluate_split
+    from angioseg.utils import write_json
+
+    samples: dict[str, Any] = {}
+    for p in sorted(out.glob("*/n*/fold*_seed*/test/summary.json")):
+        cell = p.parents[1]
+        if (cell / "test" / "scoring.json").is_file():
+            continue
+        cfg = load_config(FinetuneConfig, cell / "config.yaml")
+        if cfg.data not in samples:
+            samples[cfg.data] = {
+                s.name: s for s in load_dataset(cfg.data, channel=cfg.channel) if s.mask is not None
+            }
+        old = json.loads(p.read_text(encoding="utf-8"))
+        model, _ = load_model(cell / "model.safetensors")
+        test = json.loads((cell / "splits.json").read_text(encoding="utf-8"))["test"]
+        new = evaluate_split(model, cfg, samples[cfg.data], test, cell / "test")
+        new.update({k: old[k] for k in ("train_seconds", "best_epoch") if k in old})
+        write_json(cell / "test" / "rescored.json", {"old_scoring": "256x256 grid, no tta", "old": old})
+        write_json(p, new)
+        print(
+            f"rescored {cell.relative_to(out)}: test Dice {old['dice']:.3f} -> {new['dice']:.3f}", flush=True
+        )
 
 
 def load_results(out: Path) -> dict[tuple[str, str, int, int], dict[str, Any]]:
@@ -168,8 +204,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (pilots)")
     ap.add_argument("--report", action="store_true", help="only print the tables of the finished cells")
+    ap.add_argument(
+        "--rescore", action="store_true", help="re-score cells scored by an older version, then report"
+    )
     args = ap.parse_args(argv)
-    if not args.report:
+    if args.rescore:
+        rescore(args.out)
+    elif not args.report:
         run_cells(args)
     print(report(args.out))
     return 0

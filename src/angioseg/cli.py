@@ -184,6 +184,10 @@ def finetune(
         _opt("Folder of unlabeled angiograms for semi-supervised training (with --semi; never test images)."),
     ] = None,
     semi: Annotated[str | None, _opt("Semi-supervised method with --unlabeled: meanteacher.")] = None,
+    tta: Annotated[
+        str | None,
+        _opt("Test-time augmentation of the test report: none, flip (4 views) or d4 (8 views).", "flip"),
+    ] = None,
     test: Annotated[float | None, _opt("Test split: fraction (<1) or count.", 0.2)] = None,
     test_fold: Annotated[
         int | None,
@@ -259,6 +263,7 @@ def finetune(
         "loss": loss,
         "unlabeled": None if unlabeled is None else str(unlabeled),
         "semi": semi,
+        "tta": tta,
         "preset": preset if resume else None,
         "val": val,
         "seed": seed,
@@ -340,6 +345,14 @@ def segment(
         ),
     ] = "resize",
     threshold: Annotated[float, typer.Option(help="Vessel probability threshold.")] = 0.5,
+    tta: Annotated[
+        str | None,
+        _opt(
+            "Test-time augmentation: none, flip (mean of 4 flipped views, ~4x the network time) or d4 "
+            "(8 views: flips and quarter turns).",
+            "flip; none with --fast",
+        ),
+    ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per network call.")] = 8,
     no_overlay: Annotated[
         bool, typer.Option("--no-overlay", help="Do not write overlay PNGs or cine overlay videos.")
@@ -359,11 +372,12 @@ def segment(
     cine/<file>.masks.tif (all its masks) and cine/<file>.overlay.mp4 (an animated GIF when PyAV,
     the 'video' extra, is not installed) instead of one overlay PNG per frame.
     """
-    from angioseg.infer.engines import check_engine
+    from angioseg.infer.engines import DEFAULT_TTA, check_engine, check_tta
     from angioseg.predict import Segmenter, segment_inputs
 
+    tta = check_tta(tta if tta is not None else "none" if fast else DEFAULT_TTA)
     seg = Segmenter.from_checkpoint(
-        model, fast=fast, mode=mode, threshold=threshold, engine=check_engine(engine)
+        model, fast=fast, mode=mode, threshold=threshold, engine=check_engine(engine), tta=tta
     )
     res = segment_inputs(
         seg,

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from angioseg.data.preprocess import PreprocessConfig
+from angioseg.infer.engines import DEFAULT_TTA
 from angioseg.metrics.evaluate import evaluate_folders
 from angioseg.predict import Segmenter, segment_inputs
 from angioseg.train.finetune import FinetuneConfig, run_finetune
@@ -51,7 +52,7 @@ def run_demo(
         shutil.rmtree(out / sub, ignore_errors=True)
     labeled_images = sample / "labeled" / "images"
     say(f"[1/3] segmenting the bundled sample with the bundled segmenter {SEGMENTER} (no training) ...")
-    seg = Segmenter.from_checkpoint(SEGMENTER)
+    seg = Segmenter.from_checkpoint(SEGMENTER, tta=DEFAULT_TTA)
     segment_inputs(seg, [labeled_images], out / "bundled" / "labeled", progress=progress)
     unl = segment_inputs(seg, [sample / "unlabeled"], out / "bundled" / "unlabeled", progress=progress)
     ev = evaluate_folders(
@@ -92,7 +93,7 @@ def run_demo(
     say(
         f"      done in {res.train_seconds:.0f} s, best epoch {res.best_epoch}; model: {res.run_dir / 'model.safetensors'}"
     )
-    tuned = Segmenter.from_checkpoint(res.run_dir)
+    tuned = Segmenter.from_checkpoint(res.run_dir, tta=DEFAULT_TTA)
     test_files = [labeled_images / f"{n}.png" for n in res.splits["test"]]
     say("[3/3] segmenting its held-out test images at native resolution and evaluating ...")
     segment_inputs(tuned, test_files, out / "test_segmentation", progress=progress)

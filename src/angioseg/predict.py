@@ -34,7 +34,16 @@ import numpy as np
 from angioseg.data.io import IMAGER_UNCORRECTED, Frame, list_image_files, to_uint8, write_png
 from angioseg.data.preprocess import PreprocessConfig, preprocess_image, resize_image, restore_geometry
 from angioseg.errors import AngiosegError, DataError
-from angioseg.infer.engines import Engine, OnnxEngine, TorchEngine, check_engine, onnx_bytes, predict_proba
+from angioseg.infer.engines import (
+    Engine,
+    OnnxEngine,
+    TorchEngine,
+    check_engine,
+    check_tta,
+    onnx_bytes,
+    predict_proba,
+    with_tta,
+)
 from angioseg.infer.fastprep import fast_preprocess, restore_batch
 from angioseg.infer.outputs import CineOutputs, progress_columns
 from angioseg.infer.stream import batches, iter_file_frames
@@ -66,6 +75,7 @@ class Segmenter:
         threshold: float = 0.5,
         device: str | None = None,
         engine: str | Engine = "torch",
+        tta: str = "none",
     ) -> None:
         if mode not in MODES:
             raise AngiosegError(f"--mode must be one of {MODES}, got {mode!r}")
@@ -92,6 +102,8 @@ class Segmenter:
             self.engine = OnnxEngine(onnx_bytes(self.model, self.image_size or 256))
         else:
             self.engine = TorchEngine(self.model, fast=fast)
+        self.tta = check_tta(tta)
+        self.engine = with_tta(self.engine, tta)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, **kwargs: Any) -> Segmenter:

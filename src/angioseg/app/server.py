@@ -74,13 +74,14 @@ class AppState:
         return self.studies[sid]
 
     def segmenter(self, name: str) -> Any:
+        from angioseg.infer.engines import DEFAULT_TTA
         from angioseg.predict import Segmenter
 
         if name not in self.settings.models:
             raise AngiosegError(f"unknown model {name!r}; available: {sorted(self.settings.models)}")
         with self.lock:
             if name not in self.segmenters:
-                self.segmenters[name] = Segmenter.from_checkpoint(self.settings.models[name])
+                self.segmenters[name] = Segmenter.from_checkpoint(self.settings.models[name], tta=DEFAULT_TTA)
         return self.segmenters[name]
 
 

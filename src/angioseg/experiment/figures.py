@@ -144,7 +144,7 @@ def examples(
     columns: Sequence[tuple[str, Path]],
     path: Path,
 ) -> Path | None:
-    """Figure 5: rows = test images (``name``, preprocessed image, mask); then truth and, per column
+    """Figure 5: rows = test images (``name``, image, mask as drawn); then truth and, per column
     (``title``, fine-tuning run folder), its ``test/predictions/<name>.png`` with that image's Dice."""
     from angioseg.data.io import read_mask
 

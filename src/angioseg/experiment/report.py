@@ -10,9 +10,10 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from angioseg.data.datasets import Sample
 from angioseg.experiment import figures
@@ -274,7 +275,6 @@ def write_report(
     cfg: ExperimentConfig, plan: Plan, rows: list[dict[str, Any]], out: Path, samples: dict[str, Sample]
 ) -> Path:
     """Draw the figures into ``out/figures`` and write ``out/report.md`` and ``out/report.html``."""
-    from angioseg.data.preprocess import preprocess_pair
 
     fig_dir = out / "figures"
     doc = Document(f"{cfg.name}: label-efficiency study")
@@ -346,12 +346,10 @@ def write_report(
             sel = [r for r in ok_rows(rows, m, b) if r["seed"] == seed]
             if sel:
                 columns.append((f"{m} · {b} labels", Path(sel[0]["run_dir"])))
-    images = []
-    prep = replace(cfg.finetune.preprocess, image_size=cfg.image_size)
-    for n in names:
-        x, y = preprocess_pair(samples[n].image, samples[n].mask, prep)
-        if y is not None:
-            images.append((n, x, y))
+    # the test predictions are on each image's own grid, scored against the mask as drawn
+    images = [
+        (n, samples[n].image, np.asarray(samples[n].mask, bool)) for n in names if samples[n].mask is not None
+    ]
     _figure(
         doc,
         lambda: figures.examples(images, columns, fig_dir / "fig5_examples.png"),

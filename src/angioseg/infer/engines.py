@@ -2,7 +2,8 @@
 
 * :class:`TorchEngine`: the UNet in PyTorch, fp32, or with ``fast=True`` channels_last + bf16
   autocast (several times faster on CPUs with native bf16);
-* :class:`OnnxEngine`: an exported graph (:func:`export_onnx`) in ONNX Runtime, fp32.
+* :class:`OnnxEngine`: an exported graph (:func:`export_onnx`) in ONNX Runtime, fp32;
+* :class:`TTAEngine`: test-time flips (and quarter turns) around either.
 
 Both take ``N x 1 x H x W`` float32 and return ``N x H x W`` float32 probabilities of the vessel
 class (softmax over the two logits); :data:`ENGINES` maps the ``--engine`` names to them.
@@ -121,6 +122,61 @@ def onnx_bytes(model: UNet, image_size: int, opset: int = 17) -> bytes:
 
 ENGINES = ("torch", "onnx")
 
+TTA_MODES = ("none", "flip", "d4")
+DEFAULT_TTA = "flip"  # chosen on validation Dice (docs/results/label_efficiency.md)
+
+
+def _d4_forward(x: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    y = torch.rot90(x, k, dims=(-2, -1)) if k else x
+    return torch.flip(y, dims=(-1,)) if flip else y
+
+
+def _d4_inverse(p: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
+    y = torch.flip(p, dims=(-1,)) if flip else p
+    return torch.rot90(y, -k, dims=(-2, -1)) if k else y
+
+
+# (quarter turns, horizontal flip): "flip" = identity, H flip, V flip (= 180° turn + H flip), 180° turn
+TTA_TRANSFORMS: dict[str, tuple[tuple[int, bool], ...]] = {
+    "none": ((0, False),),
+    "flip": ((0, False), (0, True), (2, True), (2, False)),
+    "d4": tuple((k, f) for k in range(4) for f in (False, True)),
+}
+
+
+class TTAEngine:
+    """Test-time augmentation around any engine: the mean vessel probability over flipped (``flip``:
+    4 views) or flipped and quarter-turned (``d4``: 8 views) copies of the batch, each mapped back.
+
+    The training augmentations include these flips and quarter turns, so every view is one the
+    network was trained on; ``docs/results/label_efficiency.md`` has the validation Dice that chose
+    the default.
+    """
+
+    def __init__(self, engine: Engine, mode: str) -> None:
+        self.engine, self.mode = engine, check_tta(mode)
+        self.name = engine.name
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        views = TTA_TRANSFORMS[self.mode]
+        total: torch.Tensor | None = None
+        for k, flip in views:
+            p = _d4_inverse(self.engine(_d4_forward(x, k, flip).contiguous()), k, flip)
+            total = p if total is None else total + p
+        assert total is not None
+        return total / len(views)
+
+
+def check_tta(mode: str) -> str:
+    if mode not in TTA_MODES:
+        raise AngiosegError(f"--tta must be one of {TTA_MODES}, got {mode!r}")
+    return mode
+
+
+def with_tta(engine: Engine, mode: str) -> Engine:
+    """``engine`` itself for ``mode="none"``, else a :class:`TTAEngine` around it."""
+    return engine if check_tta(mode) == "none" else TTAEngine(engine, mode)
+
 
 def check_engine(name: str) -> str:
     if name not in ENGINES:
@@ -142,16 +198,18 @@ def predict_proba(
     roi_size: int | None = None,
     device: str | torch.device | None = None,
     engine: Engine | None = None,
+    tta: str = "none",
 ) -> list[np.ndarray]:
     """Vessel probability (H x W float32) for each preprocessed image.
 
     With ``roi_size`` the images are processed by sliding windows of that size (overlap 0.25,
     Gaussian weighting, MONAI's inferer); otherwise whole, in batches of equal-shaped images.
-    ``engine`` replaces the torch engine built from ``model``, ``fast`` and ``device``.
+    ``engine`` replaces the torch engine built from ``model``, ``fast`` and ``device``; ``tta``
+    averages over flipped views (:class:`TTAEngine`; in sliding-window mode, per window).
     """
     from monai.inferers import sliding_window_inference
 
-    run = engine if engine is not None else TorchEngine(model, fast, device)
+    run = with_tta(engine if engine is not None else TorchEngine(model, fast, device), tta)
 
     def net(x: torch.Tensor) -> torch.Tensor:
         return run(x)[:, None]

@@ -239,9 +239,10 @@ def run_qca(
     if masks is not None:
         mask = np.asarray(masks[index], bool)
     else:
+        from angioseg.infer.engines import DEFAULT_TTA
         from angioseg.predict import Segmenter
 
-        mask = Segmenter.from_checkpoint(model).segment(fr.image)  # type: ignore[arg-type]
+        mask = Segmenter.from_checkpoint(model, tta=DEFAULT_TTA).segment(fr.image)  # type: ignore[arg-type]
     cal = calibrate(fr, spacing, catheter, catheter_points, fr.image)
     context = {
         "file": str(image_path),

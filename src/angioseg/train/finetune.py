@@ -34,10 +34,16 @@ from angioseg.data.augment import paper_augmentations
 from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.io import write_png
 from angioseg.data.leakage import check_pretrained_images
-from angioseg.data.preprocess import PreprocessConfig, preprocess_pair, truth_mask
+from angioseg.data.preprocess import (
+    PreprocessConfig,
+    preprocess_image,
+    preprocess_pair,
+    restore_geometry,
+    truth_mask,
+)
 from angioseg.data.splits import SplitSpec, image_groups, load_or_make_splits
 from angioseg.errors import AngiosegError
-from angioseg.infer.engines import predict_proba
+from angioseg.infer.engines import DEFAULT_TTA, check_tta, predict_proba
 from angioseg.metrics.evaluate import score_pairs, write_report
 from angioseg.models.unet import UNet, count_parameters, set_memory_format
 from angioseg.train.arrays import ArrayDataset
@@ -91,6 +97,7 @@ class FinetuneConfig:
     unlabeled_limit: int | None = 300
     semi: str | None = None
     semi_options: dict[str, Any] = field(default_factory=dict)
+    tta: str = DEFAULT_TTA  # test-time augmentation of the test report (infer.engines.TTA_MODES)
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
 
@@ -194,7 +201,8 @@ def _prepare(
 
 
 def check_options(cfg: FinetuneConfig) -> None:
-    """Refuse an unknown loss or semi-supervised method, and ``semi`` without ``unlabeled`` (or the reverse)."""
+    """Refuse an unknown loss, semi-supervised method or ``tta``, and ``semi`` without ``unlabeled``
+    (or the reverse)."""
     from angioseg.semi import SEMI_NAMES
     from angioseg.train.module import LOSSES
 
@@ -204,6 +212,7 @@ def check_options(cfg: FinetuneConfig) -> None:
         raise AngiosegError(f"--semi {cfg.semi!r} is not one of: {', '.join(SEMI_NAMES)}")
     if bool(cfg.semi) != bool(cfg.unlabeled):
         raise AngiosegError("--semi METHOD and --unlabeled DIR go together: give both or neither")
+    check_tta(cfg.tta)
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
@@ -370,16 +379,23 @@ def evaluate_split(
     out_dir: Path,
     fast: bool = False,
 ) -> dict[str, Any]:
-    """Predict ``names`` at the training resolution, write masks and the metric report into ``out_dir``."""
+    """Predict ``names`` and score them on their own pixel grid against the masks as drawn.
+
+    Each image is preprocessed as in training (resized to the model's size), predicted with the
+    test-time augmentation ``cfg.tta``, and its probability mapped back onto the original grid, as
+    ``angioseg segment`` does; the masks are only binarised. Writes the predicted masks and the
+    metric report into ``out_dir``, and ``scoring.json`` saying how it was scored.
+    """
     if not names:
         return {"n": 0}
-    imgs, masks = _prepare(cfg, samples, names)
-    probs = predict_proba(model, imgs, fast=fast)
+    prepared = [preprocess_image(samples[n].image, cfg.preprocess) for n in names]
+    probs = predict_proba(model, [x for x, _ in prepared], fast=fast, tta=cfg.tta)
     pairs = []
-    for n, p, m in zip(names, probs, masks, strict=True):
-        pred = p >= 0.5
+    for n, p, (_, geom) in zip(names, probs, prepared, strict=True):
+        pred = restore_geometry(p, geom) >= 0.5
         write_png(out_dir / "predictions" / f"{n}.png", pred)
-        pairs.append((n, pred, m))
+        pairs.append((n, pred, np.asarray(samples[n].mask, dtype=bool)))
     rows, summary = score_pairs(pairs)
     write_report(out_dir, rows, summary)
+    write_json(out_dir / "scoring.json", {"grid": "original", "tta": cfg.tta, "threshold": 0.5})
     return dict(summary)

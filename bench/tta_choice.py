@@ -1,0 +1,105 @@
+"""How the test-time augmentation default was chosen: validation Dice of every finished
+label-efficiency cell with no TTA, flips (4 views) and d4 (8 views: flips and quarter turns), at
+probability thresholds 0.4 / 0.5 / 0.6, scored on each image's own pixel grid against the masks as
+drawn.
+
+    python bench/tta_choice.py --study studies/label_eff            # validation only (the choice)
+    python bench/tta_choice.py --study studies/label_eff --test     # and the test split, for the record
+
+Each cell's saved model (``model.safetensors``, the epoch its validation Dice chose) is run on the
+cell's own validation images (4, drawn from outside its test fold). The rule: the mode and threshold
+with the highest mean validation Dice over all cells become the default unless another is within
+0.002 and cheaper (fewer views, threshold 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from angioseg.data.datasets import load_dataset
+from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore_geometry
+from angioseg.infer.engines import TTA_MODES, TorchEngine, predict_proba
+from angioseg.metrics.overlap import dice
+from angioseg.train.checkpoint import load_model
+
+THRESHOLDS = (0.4, 0.5, 0.6)
+
+
+def cell_scores(cell: Path, samples: dict[str, Any], split: str) -> dict[str, float]:
+    """Mean Dice of ``split`` per ``mode@threshold`` for one finished cell."""
+    model, meta = load_model(cell / "model.safetensors")
+    prep = PreprocessConfig.from_dict(meta.get("preprocess"))
+    names = json.loads((cell / "splits.json").read_text(encoding="utf-8"))[split]
+    prepared = [preprocess_image(samples[n].image, prep) for n in names]
+    engine = TorchEngine(model)
+    scores: dict[str, list[float]] = defaultdict(list)
+    for mode in TTA_MODES:
+        probs = predict_proba(model, [x for x, _ in prepared], engine=engine, tta=mode, batch_size=8)
+        for n, p, (_, geom) in zip(names, probs, prepared, strict=True):
+            native = restore_geometry(p, geom)
+            truth = np.asarray(samples[n].mask, bool)
+            for t in THRESHOLDS:
+                scores[f"{mode}@{t}"].append(dice(native >= t, truth))
+    return {k: float(np.mean(v)) for k, v in scores.items()}
+
+
+def table(results: dict[str, dict[str, float]], title: str) -> str:
+    by_budget: dict[str, list[dict[str, float]]] = defaultdict(list)
+    for cell, r in results.items():
+        by_budget[cell.split("/")[1]].append(r)
+        by_budget["all cells"].append(r)
+    keys = [f"{m}@{t}" for m in TTA_MODES for t in THRESHOLDS]
+    order = sorted(
+        by_budget, key=lambda b: (b == "all cells", b == "nall", int(b[1:]) if b[1:].isdigit() else 0)
+    )
+    lines = [
+        f"{title}",
+        "",
+        "| TTA @ threshold | " + " | ".join(order) + " |",
+        "|---" * (len(order) + 1) + "|",
+    ]
+    for k in keys:
+        cells = [statistics.mean(r[k] for r in by_budget[b]) for b in order]
+        lines.append(f"| {k} | " + " | ".join(f"{c:.4f}" for c in cells) + " |")
+    counts = " | ".join(str(len(by_budget[b])) for b in order)
+    lines.append(f"| cells | {counts} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--study", type=Path, required=True, help="a bench/label_efficiency.py output folder")
+    ap.add_argument(
+        "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/xca_cimat40"
+    )
+    ap.add_argument("--test", action="store_true", help="also score the test split (after the choice)")
+    args = ap.parse_args(argv)
+    samples = {s.name: s for s in load_dataset(args.data) if s.mask is not None}
+    cells = sorted(p.parent for p in args.study.glob("*/n*/fold*_seed*/model.safetensors"))
+    splits = ["val", "test"] if args.test else ["val"]
+    results: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
+    for i, cell in enumerate(cells, 1):
+        name = str(cell.relative_to(args.study))
+        for split in splits:
+            results[split][name] = cell_scores(cell, samples, split)
+        print(
+            f"[{i}/{len(cells)}] {name}: val Dice "
+            + ", ".join(f"{k} {v:.3f}" for k, v in results["val"][name].items() if k.endswith("@0.5")),
+            flush=True,
+        )
+    for split in splits:
+        print()
+        print(table(results[split], f"Mean {split} Dice by label budget ({len(cells)} cells)"))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
