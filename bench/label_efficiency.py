@@ -42,14 +42,15 @@ ARCADE = DATA / "arcade_unlabeled"
 # What each candidate changes on top of the cpu preset's width, steps and optimiser (the preset's
 # starting point is the "synth" candidate's: the others set their own).
 SCRATCH = {"pretrained": None, "transfer": "auto"}
+SYNTH = {"pretrained": "builtin:xca_synth_pretrained", "transfer": "encoder+decoder"}
 METHODS: dict[str, dict[str, Any]] = {
     "scratch": SCRATCH,
-    "synth": {"pretrained": "builtin:xca_synth_pretrained", "transfer": "encoder+decoder"},
+    "synth": SYNTH,
     "cldice": {**SCRATCH, "loss": "dicecldice"},
+    "synth_cldice": {**SYNTH, "loss": "dicecldice"},
     "semi": {**SCRATCH, "semi": "meanteacher", "unlabeled": str(ARCADE), "unlabeled_limit": 300},
     "synth_semi": {
-        "pretrained": "builtin:xca_synth_pretrained",
-        "transfer": "encoder+decoder",
+        **SYNTH,
         "semi": "meanteacher",
         "unlabeled": str(ARCADE),
         "unlabeled_limit": 300,
@@ -93,7 +94,7 @@ def run_cells(args: argparse.Namespace) -> None:
 
 def rescore(out: Path) -> None:
     """Score again, with today's ``evaluate_split``, the finished cells an older version scored."""
-    from angioseg.config import load_config
+    from angioseg.config import read_config_dict
     from angioseg.data.datasets import load_dataset
     from angioseg.train.checkpoint import load_model
     from angioseg.train.finetune import evaluate_split
@@ -104,7 +105,10 @@ def rescore(out: Path) -> None:
         cell = p.parents[1]
         if (cell / "test" / "scoring.json").is_file():
             continue
-        cfg = load_config(FinetuneConfig, cell / "config.yaml")
+        stored = read_config_dict(cell / "config.yaml")  # options an older version had are left out
+        cfg = from_dict(
+            FinetuneConfig, {k: v for k, v in stored.items() if k in FinetuneConfig.__dataclass_fields__}
+        )
         if cfg.data not in samples:
             samples[cfg.data] = {
                 s.name: s for s in load_dataset(cfg.data, channel=cfg.channel) if s.mask is not None
@@ -144,6 +148,24 @@ def best_val_dice(cell: Path) -> float | None:
     return best
 
 
+def pooled_pcc(out: Path, keys: list[tuple[str, str, int, int]]) -> tuple[float, int]:
+    """Pearson r of predicted vs true mean vessel diameter over the test images of all ``keys``' cells
+    pooled (each image once per seed over the 5 folds), and the number of images."""
+    import csv
+
+    from scipy.stats import pearsonr
+
+    pred, true = [], []
+    for m, b, f, s in keys:
+        with open(cell_dir(out, m, b, f, s) / "test" / "metrics.csv", encoding="utf-8") as fh:
+            for row in csv.DictReader(fh):
+                pred.append(float(row["diam_pred"]))
+                true.append(float(row["diam_true"]))
+    if len(pred) < 3:
+        return float("nan"), len(pred)
+    return float(pearsonr(pred, true)[0]), len(pred)
+
+
 def _ms(xs: list[float]) -> str:
     if not xs:
         return "-"
@@ -157,8 +179,8 @@ def report(out: Path) -> str:
     methods = sorted({k[0] for k in rows}, key=lambda m: (m != "scratch", m))
     budgets = sorted({k[1] for k in rows}, key=lambda b: (b == "all", int(b) if b != "all" else 0))
     lines = [
-        "| method | labels | cells | val Dice | test Dice | clDice | diameter PCC | train s |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | labels | cells | val Dice | test Dice | clDice | diameter PCC | pooled PCC (images) | train s |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         for b in budgets:
@@ -170,9 +192,10 @@ def report(out: Path) -> str:
                 return [float(v[key]) for v in c if v.get(key) is not None]
 
             t = col("train_seconds")
+            r, n = pooled_pcc(out, [k for k in rows if k[0] == m and k[1] == b])
             lines.append(
                 f"| {m} | {b} | {len(cell)} | {_ms(col('val_dice'))} | {_ms(col('dice'))} | {_ms(col('cldice'))} | "
-                f"{_ms(col('pcc'))} | {statistics.mean(t):.0f} |"
+                f"{_ms(col('pcc'))} | {r:.3f} ({n}) | {statistics.mean(t):.0f} |"
             )
     lines += ["", "Paired differences in test Dice against scratch (same fold, seed and budget):", ""]
     lines += ["| method | labels | pairs | mean diff | sd | wins |", "|---|---|---|---|---|---|"]
