@@ -93,7 +93,11 @@ def run_cells(args: argparse.Namespace) -> None:
 
 
 def rescore(out: Path) -> None:
-    """Score again, with today's ``evaluate_split``, the finished cells an older version scored."""
+    """Score again, with today's ``evaluate_split``, the finished cells an older version scored.
+
+    ``test/rescored.json`` (the old figures) is written first and marked done last, so a cell cut
+    part-way (its ``scoring.json`` already new, its ``summary.json`` still old) is redone next time.
+    """
     from angioseg.config import read_config_dict
     from angioseg.data.datasets import load_dataset
     from angioseg.train.checkpoint import load_model
@@ -103,7 +107,9 @@ def rescore(out: Path) -> None:
     samples: dict[str, Any] = {}
     for p in sorted(out.glob("*/n*/fold*_seed*/test/summary.json")):
         cell = p.parents[1]
-        if (cell / "test" / "scoring.json").is_file():
+        record = cell / "test" / "rescored.json"
+        done = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
+        if (cell / "test" / "scoring.json").is_file() and (done is None or done.get("done", True)):
             continue
         stored = read_config_dict(cell / "config.yaml")  # options an older version had are left out
         cfg = from_dict(
@@ -113,13 +119,15 @@ def rescore(out: Path) -> None:
             samples[cfg.data] = {
                 s.name: s for s in load_dataset(cfg.data, channel=cfg.channel) if s.mask is not None
             }
-        old = json.loads(p.read_text(encoding="utf-8"))
+        old = done["old"] if done is not None else json.loads(p.read_text(encoding="utf-8"))
+        record_data = {"old_scoring": "256x256 grid, no tta", "old": old}
+        write_json(record, {**record_data, "done": False})
         model, _ = load_model(cell / "model.safetensors")
         test = json.loads((cell / "splits.json").read_text(encoding="utf-8"))["test"]
         new = evaluate_split(model, cfg, samples[cfg.data], test, cell / "test")
         new.update({k: old[k] for k in ("train_seconds", "best_epoch") if k in old})
-        write_json(cell / "test" / "rescored.json", {"old_scoring": "256x256 grid, no tta", "old": old})
         write_json(p, new)
+        write_json(record, {**record_data, "done": True})
         print(
             f"rescored {cell.relative_to(out)}: test Dice {old['dice']:.3f} -> {new['dice']:.3f}", flush=True
         )
@@ -214,6 +222,13 @@ def report(out: Path) -> str:
                 lines.append(
                     f"| {m} | {b} | {len(diffs)} | {statistics.mean(diffs):+.3f} | {sd:.3f} | {wins}/{len(diffs)} |"
                 )
+    older = [k for k in rows if not (cell_dir(out, *k) / "test" / "scoring.json").is_file()]
+    if older:
+        lines += [
+            "",
+            f"WARNING: {len(older)} cell(s) were scored by an older version (256² grid, no TTA) and are "
+            "not comparable with the others; run --rescore.",
+        ]
     return "\n".join(lines)
 
 

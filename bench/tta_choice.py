@@ -51,6 +51,21 @@ def cell_scores(cell: Path, samples: dict[str, Any], split: str) -> dict[str, fl
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
+def choose(results: dict[str, dict[str, float]], margin: float = 0.002) -> str:
+    """The docstring's rule on validation results (cell -> ``mode@threshold`` -> mean Dice): the key
+    with the highest mean over the cells, unless a cheaper one (fewer views, then threshold 0.5) is
+    within ``margin`` of it."""
+    keys = [f"{m}@{t}" for m in TTA_MODES for t in THRESHOLDS]
+    mean = {k: statistics.mean(r[k] for r in results.values()) for k in keys}
+    best = max(mean.values())
+
+    def cost(k: str) -> tuple[int, bool]:
+        mode, t = k.split("@")
+        return TTA_MODES.index(mode), float(t) != 0.5
+
+    return min((k for k in keys if mean[k] >= best - margin), key=cost)
+
+
 def table(results: dict[str, dict[str, float]], title: str) -> str:
     by_budget: dict[str, list[dict[str, float]]] = defaultdict(list)
     for cell, r in results.items():
@@ -98,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     for split in splits:
         print()
         print(table(results[split], f"Mean {split} Dice by label budget ({len(cells)} cells)"))
+    if results["val"]:
+        print(f"\nthe rule's choice on validation Dice: {choose(results['val'])}")
     return 0
 
 

@@ -93,3 +93,111 @@ def test_segment_tta_option(tiny_model: Path, tmp_path: Path) -> None:
     want = Segmenter(model, meta, tta="d4").segment(image)
     np.testing.assert_array_equal(read_mask(tmp_path / "d4" / "masks" / "a.png"), want)
     assert run_cli([*args, "--out", tmp_path / "bad", "--tta", "maybe"]) == 2
+
+
+def test_qca_segments_every_cine_frame_with_the_default_tta(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """--frame auto on a cine segments each frame to choose one: with the same TTA as the measured mask."""
+    from angioseg.infer.engines import DEFAULT_TTA
+    from angioseg.qca.pipeline import run_qca
+    from tests.qca_fixtures import write_phantom_cine
+
+    ph = write_phantom_cine(tmp_path)
+    masks = np.load(tmp_path / "cine_mask.npy").astype(bool)
+    made: list[str] = []
+
+    class Fake:
+        def __init__(self, tta: str) -> None:
+            self.tta = tta
+
+        def segment(self, image: np.ndarray) -> np.ndarray:
+            made.append(self.tta)
+            return masks[0]
+
+    monkeypatch.setattr(
+        Segmenter, "from_checkpoint", classmethod(lambda cls, path, tta="none", **kw: Fake(tta))
+    )
+    results, _, mask = run_qca(tmp_path / "cine.dcm", model="m", proximal=ph.proximal, distal=ph.distal)
+    assert results and mask.shape == masks[0].shape
+    assert len(made) == len(masks) and set(made) == {DEFAULT_TTA}
+
+
+def test_resume_of_a_run_stored_before_tta_existed_may_choose_its_tta(tmp_path: Path) -> None:
+    """An older config.yaml has no ``tta``: it reads as the default, and --resume --tta none is accepted
+    (it only changes how the test report is predicted), not refused as a change of a stored value."""
+    import yaml
+
+    from angioseg.config import load_config, to_dict
+    from angioseg.train.resume import resume_config
+
+    old = to_dict(FinetuneConfig(data="d", out=str(tmp_path)))
+    del old["tta"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(old), encoding="utf-8")
+    stored = load_config(FinetuneConfig, tmp_path / "config.yaml")
+    assert stored.tta == "flip"
+    from dataclasses import replace
+
+    assert resume_config(stored, replace(stored, tta="none"), "config.yaml").tta == "none"
+    with pytest.raises(AngiosegError, match="--lr"):
+        resume_config(stored, replace(stored, lr=0.5), "config.yaml")
+
+
+def test_experiment_report_names_cells_scored_by_the_older_protocol(tmp_path: Path) -> None:
+    from angioseg.experiment.report import older_scoring
+
+    rows = []
+    for i, status in enumerate(["ok", "ok", "failed"]):
+        (tmp_path / f"c{i}" / "test").mkdir(parents=True)
+        rows.append({"status": status, "method": "none", "budget": "5", "run_dir": str(tmp_path / f"c{i}")})
+    (tmp_path / "c0" / "test" / "scoring.json").write_text("{}", encoding="utf-8")
+    assert older_scoring(rows) == [str(tmp_path / "c1")]
+
+
+def test_label_efficiency_rescore_redoes_a_cell_cut_after_its_scoring_json(
+    tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """A --rescore killed after evaluate_split wrote scoring.json but before summary.json was updated
+    must not leave the old (256-grid) summary behind as if it were re-scored."""
+    import json
+
+    from bench.label_efficiency import rescore
+
+    import angioseg.data.datasets
+    import angioseg.train.checkpoint
+    import angioseg.train.finetune
+
+    cell = tmp_path / "synth" / "n5" / "fold0_seed0"
+    (cell / "test").mkdir(parents=True)
+    (cell / "config.yaml").write_text("data: d\n", encoding="utf-8")
+    (cell / "splits.json").write_text(json.dumps({"test": ["a"]}), encoding="utf-8")
+    (cell / "test" / "summary.json").write_text(json.dumps({"dice": 0.5, "best_epoch": 3}), encoding="utf-8")
+    monkeypatch.setattr(angioseg.data.datasets, "load_dataset", lambda *a, **k: [])
+    monkeypatch.setattr(angioseg.train.checkpoint, "load_model", lambda *a, **k: (None, {}))
+    cut = [True]
+
+    def evaluate(model, cfg, samples, names, out_dir):  # type: ignore[no-untyped-def]
+        (out_dir / "scoring.json").write_text("{}", encoding="utf-8")
+        if cut.pop():
+            raise KeyboardInterrupt
+        return {"dice": 0.7}
+
+    cut.insert(0, False)
+    monkeypatch.setattr(angioseg.train.finetune, "evaluate_split", evaluate)
+    with pytest.raises(KeyboardInterrupt):
+        rescore(tmp_path)
+    rescore(tmp_path)
+    assert json.loads((cell / "test" / "summary.json").read_text())["dice"] == 0.7
+    record = json.loads((cell / "test" / "rescored.json").read_text())
+    assert record["old"]["dice"] == 0.5 and record["done"]
+    rescore(tmp_path)  # done: not scored again
+    assert not cut
+
+
+def test_tta_choice_rule_prefers_the_cheaper_mode_within_the_margin() -> None:
+    from bench.tta_choice import THRESHOLDS, choose
+
+    def cell(scores: dict[str, float]) -> dict[str, float]:
+        return {f"{m}@{t}": scores.get(f"{m}@{t}", 0.5) for m in TTA_MODES for t in THRESHOLDS}
+
+    assert choose({"a": cell({"d4@0.5": 0.76, "flip@0.5": 0.759, "none@0.5": 0.75})}) == "flip@0.5"
+    assert choose({"a": cell({"d4@0.4": 0.77, "flip@0.5": 0.76})}) == "d4@0.4"
+    assert choose({"a": cell({"none@0.4": 0.7601, "none@0.5": 0.76})}) == "none@0.5"

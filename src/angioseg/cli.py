@@ -230,8 +230,8 @@ def finetune(
 
     The best epoch is chosen on a validation split that never overlaps the test split; the test split
     is scored with every metric of the CM-UNet study into RUN_DIR/test/. With --resume, the run's own
-    config.yaml is used: a larger --epochs extends the run and --patience may change; any other
-    option given must match the stored run.
+    config.yaml is used: a larger --epochs extends the run, and --patience and --tta may change; any
+    other option given must match the stored run.
     """
     from dataclasses import replace
 

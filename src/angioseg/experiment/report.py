@@ -86,8 +86,18 @@ def _overview(
             f"pretraining: epochs {cfg.pretrain.epochs if cfg.pretrain.epochs is not None else 'as in the paper'}, "
             f"batch {cfg.pretrain.batch_size}"
             + (f"; per-method overrides {json.dumps(cfg.method_options)}" if cfg.method_options else ""),
+            "test images predicted with test-time augmentation "
+            f"`{cfg.finetune.tta}` and scored on their own pixel grid against the masks as drawn",
         ]
     )
+    older = older_scoring(rows)
+    if older:
+        doc.para(
+            f"**Warning:** {len(older)} finished cell(s) were scored by an older version (on the "
+            f"{cfg.image_size}×{cfg.image_size} model grid against resized masks, without test-time "
+            f"augmentation) and are not comparable with the others: {', '.join(older[:5])}"
+            + (", ..." if len(older) > 5 else "")
+        )
     runs_path = out / "runs.json"
     if runs_path.exists():
         runs = json.loads(runs_path.read_text(encoding="utf-8"))
@@ -111,12 +121,22 @@ def _overview(
         doc.para(f"Total wall time: **{_minutes(total)}** on {machine}.")
 
 
+def older_scoring(rows: list[dict[str, Any]]) -> list[str]:
+    """Run folders of finished cells whose test report predates ``test/scoring.json`` (the 256-grid,
+    no-TTA scoring): a study resumed across that change mixes two protocols in its tables."""
+    return [
+        str(r["run_dir"])
+        for r in ok_rows(rows)
+        if r.get("run_dir") and not (Path(r["run_dir"]) / "test" / "scoring.json").is_file()
+    ]
+
+
 def _table_one(doc: Document, rows: list[dict[str, Any]], budget: str) -> None:
     doc.heading(f"Table I analogue: {budget_title(rows, budget)} labeled images")
     doc.para(
         "Mean ± sd over seeds of the test metrics at the smallest budget. Parameters: the pretraining "
-        "model's trainable parameters (the fine-tuned UNet for none). MHD/HD95 and ADD in pixels at the "
-        "training resolution; PCC = Pearson r of predicted vs true mean vessel diameter over the test images."
+        "model's trainable parameters (the fine-tuned UNet for none). MHD/HD95 and ADD in pixels of each "
+        "test image's own grid; PCC = Pearson r of predicted vs true mean vessel diameter over the test images."
     )
     table = []
     for m in methods_in_order(rows):

@@ -224,25 +224,27 @@ def run_qca(
             )
         if len(masks) == 1:
             masks = [masks[0]] * len(frames)
+    seg: Any = None  # a predict.Segmenter (imported only when a model is given)
+    if masks is None:
+        from angioseg.infer.engines import DEFAULT_TTA
+        from angioseg.predict import Segmenter
+
+        # one segmenter, with segment's default test-time flips, for the frame choice and the measurement
+        seg = Segmenter.from_checkpoint(model, tta=DEFAULT_TTA)  # type: ignore[arg-type]
     rule = "given" if index is not None else ""
     if index is None:
         if len(frames) == 1:
             index, rule = 0, "single frame"
         else:
-            if masks is None and model is not None:
-                from angioseg.predict import Segmenter
-
-                seg = Segmenter.from_checkpoint(model)
+            if masks is None and seg is not None:
                 masks = [seg.segment(f.image) for f in frames]
             index, rule, _ = choose_frame([f.image for f in frames], masks)
     fr = frames[index]
     if masks is not None:
         mask = np.asarray(masks[index], bool)
     else:
-        from angioseg.infer.engines import DEFAULT_TTA
-        from angioseg.predict import Segmenter
-
-        mask = Segmenter.from_checkpoint(model, tta=DEFAULT_TTA).segment(fr.image)  # type: ignore[arg-type]
+        assert seg is not None
+        mask = seg.segment(fr.image)
     cal = calibrate(fr, spacing, catheter, catheter_points, fr.image)
     context = {
         "file": str(image_path),

@@ -12,8 +12,9 @@
    split (never the test split), stop early, save ``checkpoints/last.ckpt`` every epoch for
    ``--resume``;
 5. export the best weights as ``model.safetensors`` + ``model.json``;
-6. score the test split with every metric of the paper (at the training resolution, as the paper
-   does) into ``test/``.
+6. score the test split with every metric of the paper into ``test/``, predicted as ``segment``
+   predicts (test-time augmentation ``tta``) on each image's own grid against the mask as drawn
+   (the paper scored at the training resolution).
 """
 
 from __future__ import annotations
@@ -262,7 +263,7 @@ def run_finetune(
     """Fine-tune, select the best epoch on validation, export the model and score the test split.
 
     With ``resume``, ``cfg`` must be the run's stored ``config.yaml`` except for a larger ``epochs``
-    (the run trains on up to the new total, also after it had finished) and ``patience``; the new
+    (the run trains on up to the new total, also after it had finished), ``patience`` and ``tta``; the new
     values are written into ``config.yaml``. A run that had stopped early keeps its count of epochs
     since the best validation Dice, so it trains on only with a larger patience (or an improvement).
     """
@@ -287,7 +288,7 @@ def run_finetune(
         )
     if cfg.pretrained:
         check_pretrained_images(cfg.pretrained, labeled, splits["test"], None if resume else announce)
-    if stored is None or (cfg.epochs, cfg.patience) != (stored.epochs, stored.patience):
+    if stored is None or (cfg.epochs, cfg.patience, cfg.tta) != (stored.epochs, stored.patience, stored.tta):
         save_config(run_dir / "config.yaml", cfg)
     if not resume:
         write_json(

@@ -1,4 +1,4 @@
-"""What ``--resume`` may change in a stored run: a larger ``epochs``, and ``patience``; nothing else."""
+"""What ``--resume`` may change in a stored run: a larger ``epochs``, ``patience`` and ``tta``; nothing else."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from angioseg.errors import AngiosegError
 C = TypeVar("C", bound=Any)  # a run config dataclass with ``epochs``, ``patience`` and ``out``
 
 # What a --resume may change: a larger ``epochs`` extends the run, ``patience`` only decides when it
-# stops. Everything else would make the continued run a different experiment from its first part.
-RESUME_MAY_CHANGE = ("epochs", "patience")
+# stops, ``tta`` (fine-tuning runs) only how the test report is predicted. Everything else would make
+# the continued run a different experiment from its first part.
+RESUME_MAY_CHANGE = ("epochs", "patience", "tta")
 # The ``angioseg finetune`` options of config keys (other keys are named as config.yaml keys).
 _FLAGS = {
     "min_steps_per_epoch": "--steps",
@@ -43,7 +44,8 @@ def _same_path(a: Any, b: Any) -> bool:
 
 
 def resume_config(stored: C, cfg: C, where: str) -> C:
-    """The config a resumed run goes on with: ``stored`` with ``cfg``'s (larger) ``epochs`` and ``patience``.
+    """The config a resumed run goes on with: ``stored`` with ``cfg``'s (larger) ``epochs``, ``patience``
+    and (where the config has one) ``tta``; a config.yaml written before ``tta`` existed reads as the default.
 
     ``cfg.out`` is where the run is now. Any other difference, and fewer epochs than stored, is an
     :class:`AngiosegError` naming the option, the stored and the given value.
@@ -68,7 +70,8 @@ def resume_config(stored: C, cfg: C, where: str) -> C:
         )
     if changed:
         raise AngiosegError(
-            f"{where}: --resume cannot change {'; '.join(changed)}. Only a larger --epochs and "
-            "--patience may differ from the stored run; start a new --out to change anything else"
+            f"{where}: --resume cannot change {'; '.join(changed)}. Only a larger --epochs, --patience "
+            "and (fine-tuning) --tta may differ from the stored run; start a new --out to change anything else"
         )
-    return replace(stored, out=cfg.out, epochs=cfg.epochs, patience=cfg.patience)
+    report = {"tta": cfg.tta} if hasattr(stored, "tta") else {}
+    return replace(stored, out=cfg.out, epochs=cfg.epochs, patience=cfg.patience, **report)
