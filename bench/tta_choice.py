@@ -10,6 +10,13 @@ Each cell's saved model (``model.safetensors``, the epoch its validation Dice ch
 cell's own validation images (4, drawn from outside its test fold). The rule: the mode and threshold
 with the highest mean validation Dice over all cells become the default unless another is within
 0.002 and cheaper (fewer views, threshold 0.5).
+
+A cell's validation images lie outside its own test fold but may be test images of *other* folds,
+so the pooled choice has seen every image. The script therefore also applies the rule per fold, on
+that fold's cells alone (whose validation images are never that fold's test images): where every
+fold's own choice equals the pooled one, each fold's test figures are as if chosen without its test
+images. Scores are cached per cell in ``STUDY/tta_choice.json`` (a finished cell's model never
+changes), so a rerun scores only the new cells.
 """
 
 from __future__ import annotations
@@ -29,6 +36,7 @@ from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore
 from angioseg.infer.engines import TTA_MODES, TorchEngine, predict_proba
 from angioseg.metrics.overlap import dice
 from angioseg.train.checkpoint import load_model
+from angioseg.utils import write_json
 
 THRESHOLDS = (0.4, 0.5, 0.6)
 
@@ -101,10 +109,16 @@ def main(argv: list[str] | None = None) -> int:
     cells = sorted(p.parent for p in args.study.glob("*/n*/fold*_seed*/model.safetensors"))
     splits = ["val", "test"] if args.test else ["val"]
     results: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
+    cache_path = args.study / "tta_choice.json"
+    cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
     for i, cell in enumerate(cells, 1):
         name = str(cell.relative_to(args.study))
         for split in splits:
-            results[split][name] = cell_scores(cell, samples, split)
+            key = f"{name}:{split}"
+            if key not in cache:
+                cache[key] = cell_scores(cell, samples, split)
+                write_json(cache_path, cache)
+            results[split][name] = cache[key]
         print(
             f"[{i}/{len(cells)}] {name}: val Dice "
             + ", ".join(f"{k} {v:.3f}" for k, v in results["val"][name].items() if k.endswith("@0.5")),
@@ -115,6 +129,15 @@ def main(argv: list[str] | None = None) -> int:
         print(table(results[split], f"Mean {split} Dice by label budget ({len(cells)} cells)"))
     if results["val"]:
         print(f"\nthe rule's choice on validation Dice: {choose(results['val'])}")
+        folds = sorted({c.split("/")[2].split("_")[0] for c in results["val"]})
+        own = {
+            f: choose({c: r for c, r in results["val"].items() if c.split("/")[2].startswith(f + "_")})
+            for f in folds
+        }
+        print(
+            "each fold's own choice (its cells' validation images only): "
+            + ", ".join(f"{f} {k}" for f, k in own.items())
+        )
     return 0
 
 
