@@ -16,14 +16,22 @@ Builds a ``--frames``-frame (default 100) 512 x 512 XA DICOM cine from real ARCA
 
 ``--model RUN`` is the fine-tuned model to time and check (default: a width-16 UNet; timings do not
 depend on the weights, and the Dice check then uses the tiny model of tests/tiny_model.py, trained
-here in a few seconds). Thread count: ``--threads`` (default: torch's choice, the physical cores).
+here in a few seconds). ``--student RUN`` (a distilled student, ``angioseg distill``) is timed the
+same way, and its Dice is compared with the ``--model``'s (its teacher) on the same CIMAT test
+split: a student at most 0.01 below its teacher passes. Thread count: ``--threads`` (default: torch's choice, the physical
+cores).
 
-Run alone on an otherwise idle machine: ``python bench/bench_cine.py --model RUN``.
+Besides frames/s (wall clock), each end-to-end row gives the process's CPU time per frame, which a
+loaded machine inflates much less than the wall clock; every section prints the load average, and
+the header says "measured under load" when the 1-minute load average exceeds the core count.
+
+Run alone on an otherwise idle machine: ``python bench/bench_cine.py --model RUN --student STUDENT``.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -36,7 +44,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # tests.dicom_utils, tests.tiny_model
 
 from angioseg.data.io import read_image  # noqa: E402
-from angioseg.infer.agreement import compare_dice, held_out_test_split  # noqa: E402
+from angioseg.infer.agreement import Agreement, compare_dice, held_out_test_split  # noqa: E402
 from angioseg.models.unet import UNet  # noqa: E402
 from angioseg.predict import Segmenter, segment_inputs  # noqa: E402
 from angioseg.train.checkpoint import load_model, segmentation_meta  # noqa: E402
@@ -72,14 +80,25 @@ def build_cine(path: Path, n: int, size: int = 512) -> Path:
     return write_dicom(path, frames, spacing=(0.3, 0.3), CineRate="15")
 
 
-def end_to_end(seg: Segmenter, cine: Path, out: Path, **kw: object) -> tuple[float, float, int]:
-    """Frames/s and peak MiB of segment_inputs on ``cine`` (after an untimed warm-up batch)."""
+def end_to_end(seg: Segmenter, cine: Path, out: Path, **kw: object) -> tuple[float, float, int, float]:
+    """Frames/s, peak MiB, frames and CPU ms per frame of segment_inputs on ``cine`` (after an untimed warm-up batch)."""
     seg.segment_batch(read_frames_head(cine, 8))  # warm-up
     reset_peak()
-    t = time.perf_counter()
+    c, t = time.process_time(), time.perf_counter()
     res = segment_inputs(seg, [cine], out, progress=False, **kw)  # type: ignore[arg-type]
-    dt = time.perf_counter() - t
-    return len(res.rows) / dt, peak_mib(), len(res.rows)
+    dt, cpu = time.perf_counter() - t, time.process_time() - c
+    return len(res.rows) / dt, peak_mib(), len(res.rows), 1000 * cpu / max(1, len(res.rows))
+
+
+def load_line() -> str:
+    """``load average a b c`` (and "measured under load" when the 1-minute figure exceeds the cores)."""
+    import os
+
+    one, five, fifteen = os.getloadavg()
+    busy = one > (os.cpu_count() or 1)
+    return f"load average {one:.2f} {five:.2f} {fifteen:.2f} on {os.cpu_count()} cores" + (
+        ": MEASURED UNDER LOAD" if busy else ""
+    )
 
 
 def read_frames_head(cine: Path, n: int) -> list[np.ndarray]:
@@ -112,7 +131,7 @@ def stream_child(cine: Path, model_path: Path | None, out: Path) -> None:
         meta = segmentation_meta(model, PreprocessConfig().to_dict())
     seg = Segmenter(model, meta, fast=True)
     base = peak_mib()
-    fps, mib, n = end_to_end(seg, cine, out, overlays=False, stats=False)
+    fps, mib, n, _ = end_to_end(seg, cine, out, overlays=False, stats=False)
     decoded = n * 512 * 512 * 4 / 2**20
     print(
         f"{n:5d} frames: {fps:6.1f} frames/s, peak {mib:6.0f} MiB (process before the run: {base:.0f} MiB; "
@@ -137,11 +156,18 @@ def main() -> None:
     ap.add_argument("--long-frames", type=int, default=2000, help="streaming memory check (0: skip)")
     ap.add_argument("--paper-frames", type=int, default=5, help="frames for the paper UNet")
     ap.add_argument("--threads", type=int, default=0)
+    ap.add_argument("--student", type=Path, help="distilled student (angioseg distill) of --model")
+    ap.add_argument("--engines", default="torch,onnx", help="comma-separated engines to time")
+    ap.add_argument(
+        "--outputs", choices=("all", "full"), default="all", help="full: only the run with every output"
+    )
     ap.add_argument("--stream-child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.student and not args.model:
+        sys.exit("--student needs --model (its teacher)")
     if args.stream_child:
         stream_child(args.stream_child, args.model, args.out_dir)
         return
@@ -149,6 +175,7 @@ def main() -> None:
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
     )
+    print(load_line())
     if args.model:
         model, meta = load_model(args.model)
         dice_model, dice_meta = model, meta
@@ -166,21 +193,34 @@ def main() -> None:
     cine = build_cine(work / "cine.dcm", args.frames)
     print(f"cine: {args.frames} frames 512x512 from {DATA / 'arcade_unlabeled'}")
 
-    print("\nend to end (segment path, masks written), frames/s | peak MiB")
-    best = 0.0
-    for engine in ("torch", "onnx"):
-        seg = Segmenter(model, meta, fast=True, engine=engine)
-        for label, kw in (
-            ("masks + TIFF + video + vessels.csv", {}),
-            ("masks + TIFF + vessels.csv, no video", {"overlays": False}),
-            ("masks + TIFF, no video, no vessel geometry", {"overlays": False, "stats": False}),
-        ):
-            fps, mib, n = end_to_end(seg, cine, work / f"out_{engine}_{len(kw)}", **kw)
-            best = max(best, fps) if kw == {} else best
-            print(f"  --fast --engine {engine:5s} {label:44s} {fps:7.1f} | {mib:7.0f}  ({n} frames)")
+    runs = [("model", model, meta)]
+    if args.student:
+        student, student_meta = load_model(args.student)
+        runs.append(("student", student, student_meta))
         print(
-            f"  model only, engine {engine}, batches of 8 at {seg.image_size}²: {model_only(seg):7.1f} frames/s"
+            f"student {args.student}: width {student_meta['model'].get('width')}, "
+            f"depth {student_meta['model'].get('depth')}, distilled from {student_meta.get('teacher', '?')}"
         )
+    configs = [
+        ("masks + TIFF + video + vessels.csv", {}),
+        ("masks + TIFF + vessels.csv, no video", {"overlays": False}),
+        ("masks + TIFF, no video, no vessel geometry", {"overlays": False, "stats": False}),
+    ][: 1 if args.outputs == "full" else 3]
+    best: dict[str, float] = {}
+    for role, net, net_meta in runs:
+        print(f"\n{role}: end to end (segment path, masks written), frames/s | CPU ms/frame | peak MiB")
+        print(f"  ({load_line()})")
+        for engine in args.engines.split(","):
+            seg = Segmenter(net, net_meta, fast=True, engine=engine)
+            for label, kw in configs:
+                fps, mib, n, cpu = end_to_end(seg, cine, work / f"out_{role}_{engine}_{len(kw)}", **kw)
+                best[role] = max(best.get(role, 0.0), fps) if kw == {} else best.get(role, 0.0)
+                print(
+                    f"  --fast --engine {engine:5s} {label:44s} {fps:7.1f} | {cpu:5.0f} | {mib:7.0f}  ({n} frames)"
+                )
+            print(
+                f"  model only, engine {engine}, batches of 8 at {seg.image_size}²: {model_only(seg):7.1f} frames/s"
+            )
 
     paper = UNet(width=64).eval()
     seg64 = Segmenter(paper, segmentation_meta(paper, meta["preprocess"]))
@@ -191,7 +231,9 @@ def main() -> None:
         seg64.segment(f)
     paper_fps = args.paper_frames / (time.perf_counter() - t)
     print(f"\npaper UNet (width 64, fp32, standard path, one frame at a time): {paper_fps:.3f} frames/s")
-    print(f"ratio, fast path with everything written / paper UNet: {best / paper_fps:.0f}x")
+    print(f"  ({load_line()})")
+    for role, fps in best.items():
+        print(f"ratio, {role}, fast path with everything written / paper UNet: {fps / paper_fps:.0f}x")
 
     if args.long_frames:
         print("\nstreaming memory check, each in a fresh process (masks + TIFF, no video, no geometry)")
@@ -203,13 +245,32 @@ def main() -> None:
     print("\nDice on the CIMAT test split, fast vs standard path, same weights (|diff| <= 0.005)")
     samples = held_out_test_split(DATA / "xca_cimat40")
     standard = Segmenter(dice_model, dice_meta)
-    for engine in ("torch", "onnx"):
+    for engine in args.engines.split(","):
         fast = Segmenter(dice_model, dice_meta, fast=True, engine=engine)
         ag = compare_dice(samples, standard.segment_batch, fast.segment_batch)
-        ok = "ok" if abs(ag.difference) <= 0.005 else "OUT OF TOLERANCE"
+        print_agreement(f"{engine:5s} standard", "fast", ag, 0.005, len(samples))
+    if args.student:
         print(
-            f"  {engine:5s} standard {ag.mean_a:.4f}  fast {ag.mean_b:.4f}  diff {ag.difference:+.4f}  {ok}  ({len(samples)} images)"
+            "\nDice on the same test split, student vs its teacher (--model), same path (student >= teacher - 0.01)"
         )
+        names = sorted(s.name for s in samples)
+        print(f"  test images: {', '.join(names)}")
+        split = args.student / "splits.json"
+        if split.is_file() and sorted(json.loads(split.read_text())["test"]) != names:
+            print("  WARNING: the student's own test split (splits.json) is not this one")
+        for fast_path in (False, True):
+            t = Segmenter(model, meta, fast=fast_path)
+            st = Segmenter(student, student_meta, fast=fast_path)
+            ag = compare_dice(samples, t.segment_batch, st.segment_batch)
+            path = "fast    " if fast_path else "standard"
+            print_agreement(f"{path} teacher", "student", ag, 0.01, len(samples), one_sided=True)
+
+
+def print_agreement(a: str, b: str, ag: Agreement, tolerance: float, n: int, one_sided: bool = False) -> None:
+    """One line; ``one_sided``: only a loss of more than ``tolerance`` fails (a student may do better)."""
+    passed = ag.difference >= -tolerance if one_sided else abs(ag.difference) <= tolerance
+    ok = "ok" if passed else "OUT OF TOLERANCE"
+    print(f"  {a} {ag.mean_a:.4f}  {b} {ag.mean_b:.4f}  diff {ag.difference:+.4f}  {ok}  ({n} images)")
 
 
 if __name__ == "__main__":

@@ -225,3 +225,33 @@ def test_a_cine_that_breaks_part_way_keeps_its_good_masks_but_leaves_no_stack(
         "single.png",
     ]
     assert not (out / "cine").exists() or list((out / "cine").iterdir()) == []  # no stack, no temp file
+
+
+def test_ordered_writer_keeps_order_and_reraises_the_first_error() -> None:
+    done: list[int] = []
+    with outputs.OrderedWriter(depth=2) as w:
+        for i in range(20):
+            w.submit(lambda i=i: done.append(i))
+    assert done == list(range(20))  # all ran, in order, before the block ended
+
+    def fail() -> None:
+        raise OSError("disk full")
+
+    later: list[int] = []
+    with pytest.raises(OSError, match="disk full"), outputs.OrderedWriter(depth=1) as w:
+        w.submit(fail)
+        for i in range(5):
+            w.submit(lambda i=i: later.append(i))
+    assert later == []  # the jobs after a failed one are skipped
+
+
+def test_folded_batchnorm_is_the_same_network(tiny_model: Path) -> None:
+    from angioseg.infer.engines import fold_batchnorm
+
+    model, _ = load_model(tiny_model)
+    folded = fold_batchnorm(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # the original is untouched
+    x = torch.randn(2, 1, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model.eval()(x), atol=1e-4)

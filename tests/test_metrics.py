@@ -34,6 +34,26 @@ def test_diameter_of_width5_bar_matches_issue_value() -> None:
     assert mean_diameter(bar(5)) == pytest.approx(4.97, abs=0.015)
 
 
+def test_diameters_from_the_bounding_box_edt_equal_the_whole_image_edt() -> None:
+    from scipy import ndimage
+
+    from angioseg.metrics.topology import skeleton
+    from angioseg.metrics.vessel import diameter_map
+
+    rng = np.random.default_rng(0)
+    masks = []
+    for _ in range(40):
+        m = np.zeros((48, 64), bool)
+        r0, c0 = rng.integers(0, 30), rng.integers(0, 40)  # boxes inside and touching each border
+        m[r0 : r0 + rng.integers(3, 30), c0 : c0 + rng.integers(3, 40)] = True
+        masks.append(m & (rng.random(m.shape) < 0.85))
+    masks.append(np.ones((9, 9), bool))  # no background at all
+    for m in masks:
+        skel, d = diameter_map(m)
+        assert np.array_equal(skel, skeleton(m))
+        assert np.array_equal(d, 2.0 * ndimage.distance_transform_edt(m)[skel] - 1.0)
+
+
 def test_identical_masks() -> None:
     m = bar(5)
     r = image_metrics(m, m)

@@ -81,3 +81,18 @@ def test_same_mask_for_uint8_uint16_and_float_inputs(tiny_model: Path) -> None:
     assert dice(masks[0], truth) > 0.5
     for m in masks[1:]:
         assert np.mean(m != masks[0]) < 1e-3
+
+
+def test_overlay_tints_only_the_mask_as_the_per_pixel_formula() -> None:
+    from angioseg.predict import overlay
+
+    rng = np.random.default_rng(0)
+    image = rng.random((40, 50)) * 3000.0
+    mask = rng.random((40, 50)) < 0.4
+    g = np.round((image - image.min()) * (255.0 / (image.max() - image.min()))).astype(np.uint8)
+    per_pixel = (0.55 * g[mask].astype(np.float32)[:, None] + 0.45 * np.array([255.0, 40.0, 40.0])).astype(
+        np.float32
+    )
+    got = overlay(image, mask)
+    assert np.array_equal(got[~mask], np.repeat(g[~mask][:, None], 3, axis=1))
+    assert np.array_equal(got[mask], np.clip(per_pixel, 0, 255).astype(np.uint8))

@@ -490,6 +490,7 @@ PLUGINS = (
     "angioseg.zoo.cli",
     "angioseg.qca.cli",
     "angioseg.app.cli",
+    "angioseg.train.distill_cli",
 )
 
 

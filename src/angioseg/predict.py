@@ -23,6 +23,7 @@ The engines, the fast preprocessing, the streaming of cine frames and the cine o
 from __future__ import annotations
 
 import csv
+import functools
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -45,7 +46,7 @@ from angioseg.infer.engines import (
     with_tta,
 )
 from angioseg.infer.fastprep import fast_preprocess, restore_batch
-from angioseg.infer.outputs import CineOutputs, progress_columns
+from angioseg.infer.outputs import CineOutputs, OrderedWriter, progress_columns
 from angioseg.infer.stream import batches, iter_file_frames
 from angioseg.metrics.vessel import vessel_stats
 from angioseg.models.unet import UNet
@@ -154,11 +155,13 @@ class Segmenter:
 
 def overlay(image: np.ndarray, mask: np.ndarray, alpha: float = 0.45) -> np.ndarray:
     """RGB uint8: the image in gray with the vessel mask tinted red."""
-    g = to_uint8(image).astype(np.float32)
-    rgb = np.stack([g, g, g], axis=-1)
-    red = np.array([255.0, 40.0, 40.0])
-    rgb[mask] = (1 - alpha) * rgb[mask] + alpha * red
-    return np.clip(rgb, 0, 255).astype(np.uint8)
+    g = to_uint8(image)
+    rgb = np.repeat(g[..., None], 3, axis=-1)
+    # the tint of each gray level, looked up (the same arithmetic as on the pixels, 256 times only)
+    levels = np.arange(256, dtype=np.float32)[:, None]
+    tint = np.clip(((1 - alpha) * levels + alpha * np.array([255.0, 40.0, 40.0])).astype(np.float32), 0, 255)
+    rgb[mask] = tint.astype(np.uint8)[g[mask]]
+    return rgb
 
 
 VESSEL_COLUMNS = (
@@ -292,11 +295,38 @@ def segment_inputs(
             return _vessel_row(name, fr, mask)
         return {"name": name, "source": str(fr.source), "spacing_source": fr.spacing_source}
 
-    with Progress(*progress_columns(), disable=not progress, transient=True) as bar:
+    def write_batch(
+        batch: list[Frame], names: list[str], todo: list[int], masks: dict[int, np.ndarray]
+    ) -> None:
+        """A batch's outputs, on the writer thread (in order; the main thread segments the next)."""
+        nonlocal last_csv
+        if batch[0].source != cine.source:
+            finish_cine()
+        for i, fr in enumerate(batch):
+            if i not in masks:
+                continue
+            mask = masks[i]
+            if i in todo:
+                write_png(out / "masks" / f"{names[i]}.png", mask)
+            multi = fr.frame is not None
+            if overlays and (i in todo or multi):
+                rgb = overlay(fr.image, mask)
+                if not multi:
+                    write_png(out / "overlays" / f"{names[i]}.png", rgb)
+            if multi:
+                cine.add(fr.source, fr.source.stem, fr.frame_rate, mask, rgb if overlays else None)
+            result.rows.append(row(names[i], fr, mask))
+            bar.advance(task)
+        if batch[0].frame is None or time.monotonic() - last_csv > CSV_EVERY_S:
+            write_vessels_csv(out / "vessels.csv", result.rows)
+            last_csv = time.monotonic()
+
+    with (
+        Progress(*progress_columns(), disable=not progress, transient=True) as bar,
+        OrderedWriter() as writer,
+    ):
         task = bar.add_task("segmenting", total=None)
         for batch in batches(iter_frames(inputs, result.failed), batch_size):
-            if batch[0].source != cine.source:
-                finish_cine()
             names = []
             for fr in batch:
                 note = None if fr.source in warned else uncorrected_spacing_warning(fr)
@@ -319,25 +349,8 @@ def segment_inputs(
                         masks[i] = segmenter.segment(batch[i].image)
                     except Exception as exc:  # keep the batch going; report the file
                         result.failed.append((str(batch[i].source), f"{exc.__class__.__name__}: {exc}"))
-            for i, fr in enumerate(batch):
-                if i not in masks:
-                    continue
-                mask = masks[i]
-                if i in todo:
-                    write_png(done[i], mask)
-                multi = fr.frame is not None
-                if overlays and (i in todo or multi):
-                    rgb = overlay(fr.image, mask)
-                    if not multi:
-                        write_png(out / "overlays" / f"{names[i]}.png", rgb)
-                if multi:
-                    cine.add(fr.source, fr.source.stem, fr.frame_rate, mask, rgb if overlays else None)
-                result.rows.append(row(names[i], fr, mask))
-                bar.advance(task)
-            if batch[0].frame is None or time.monotonic() - last_csv > CSV_EVERY_S:
-                write_vessels_csv(out / "vessels.csv", result.rows)
-                last_csv = time.monotonic()
-        finish_cine()
+            writer.submit(functools.partial(write_batch, batch, names, todo, masks))
+        writer.submit(finish_cine)
     result.outputs = cine.written
     if result.rows:
         write_vessels_csv(out / "vessels.csv", result.rows)

@@ -43,12 +43,36 @@ class ProbabilityNet(torch.nn.Module):
         return self.model(x).float().softmax(1)[:, 1:2]
 
 
+def fold_batchnorm(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` (eval mode) with each BatchNorm that follows a convolution folded into
+    its weights (``torch.nn.utils.fusion.fuse_conv_bn_eval``): the same function up to float
+    rounding, one pass over the feature maps fewer per layer."""
+    import copy
+
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    folded = copy.deepcopy(model).eval()
+    for seq in folded.modules():
+        if not isinstance(seq, torch.nn.Sequential):
+            continue
+        for i in range(len(seq) - 1):
+            conv, bn = seq[i], seq[i + 1]
+            if isinstance(conv, torch.nn.Conv2d | torch.nn.Conv3d) and isinstance(
+                bn, torch.nn.BatchNorm2d | torch.nn.BatchNorm3d
+            ):
+                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), torch.nn.Identity()
+    return folded
+
+
 class TorchEngine:
+    """The network in PyTorch; with ``fast``, BatchNorm folded into the convolutions (a copy of the
+    model), channels_last and bf16 autocast."""
+
     name = "torch"
 
     def __init__(self, model: UNet, fast: bool = False, device: str | torch.device | None = None) -> None:
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.model = model.to(self.device).eval()
+        self.model = (fold_batchnorm(model) if fast else model).to(self.device).eval()
         self.fast = fast
         set_memory_format(self.model, fast)
 

@@ -53,22 +53,35 @@ def _symmetric_index(n: int, pad: int) -> torch.Tensor:
     return torch.from_numpy(i)
 
 
+def symmetric_pad(x: torch.Tensor, axis: int, pad: int) -> torch.Tensor:
+    """``x`` padded by ``pad`` on each side of ``axis``, scipy's 'reflect' (d c b a | a b c d)."""
+    n = x.shape[axis]
+    if pad > n:  # the pattern repeats; index it
+        return x.index_select(axis, _symmetric_index(n, pad).to(x.device))
+    return torch.cat([x.narrow(axis, 0, pad).flip(axis), x, x.narrow(axis, n - pad, pad).flip(axis)], axis)
+
+
 def gaussian_blur(x: torch.Tensor, sigma: tuple[float, float], truncate: float = 4.0) -> torch.Tensor:
-    """Separable Gaussian blur of ``x`` (N x 1 x H x W) with symmetric borders (scipy ``mode='reflect'``)."""
+    """Separable Gaussian blur of ``x`` (N x 1 x H x W) with symmetric borders (scipy ``mode='reflect'``).
+
+    Each 1-D pass is a sum of shifted copies weighted by the taps: for these single-channel,
+    few-tap kernels that is ~5x cheaper on a CPU than ``conv2d`` (measured: 35 vs 175 ms of CPU
+    for 8 frames of 512², sigma 0.5), with the same result.
+    """
     out = x
     for axis, s in ((2, sigma[0]), (3, sigma[1])):
         if s <= 0:
             continue
         r = int(truncate * s + 0.5)
-        t = torch.arange(-r, r + 1, dtype=x.dtype)
+        t = torch.arange(-r, r + 1, dtype=torch.float64)
         k = torch.exp(-0.5 * (t / s) ** 2)
-        k = (k / k.sum()).to(x.device)
+        taps = (k / k.sum()).tolist()
         n = out.shape[axis]
-        padded = out.index_select(axis, _symmetric_index(n, r).to(x.device))
-        if axis == 2:
-            out = F.conv2d(padded, k.view(1, 1, -1, 1))
-        else:
-            out = F.conv2d(padded, k.view(1, 1, 1, -1))
+        padded = symmetric_pad(out, axis, r)
+        acc = padded.narrow(axis, 0, n) * taps[0]
+        for j in range(1, 2 * r + 1):
+            acc.add_(padded.narrow(axis, j, n), alpha=taps[j])
+        out = acc
     return out
 
 

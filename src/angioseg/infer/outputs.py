@@ -7,7 +7,9 @@
   through Pillow when PyAV is not installed. MP4 frames are streamed to the encoder; the GIF
   fallback keeps its frames, reduced to at most :data:`GIF_MAX_SIDE` pixels and 256 colours, in
   memory until the end (about 64 kB a frame);
-* :func:`progress_columns`: a rich progress bar that shows frames per second.
+* :func:`progress_columns`: a rich progress bar that shows frames per second;
+* :class:`OrderedWriter`: one background thread that writes a batch's outputs while the next
+  batch is decoded and segmented.
 
 Both files are written to a temporary name and moved into place only when the run ends without
 error, so an interrupted run never leaves a truncated stack or video behind.
@@ -16,6 +18,9 @@ error, so an interrupted run never leaves a truncated stack or video behind.
 from __future__ import annotations
 
 import contextlib
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -226,3 +231,52 @@ class CineOutputs:
         self._stack.__exit__(type(exc), exc, exc.__traceback__)
         self._stack = contextlib.ExitStack()
         self.source, self.masks, self.overlay = None, None, None
+
+
+class OrderedWriter:
+    """Runs jobs (mask files, the cine's stack and video, vessel geometry) on one background thread,
+    in the order submitted, so that they overlap the next batch's decoding and network call (PNG
+    and video encoding, scipy and most numpy work release the GIL).
+
+    At most ``depth`` jobs wait (memory stays bounded). A job's error is raised again by the next
+    :meth:`submit` or by :meth:`drain`, and the jobs after it are skipped. Use as a context
+    manager: leaving it waits for every job (a clean exit) or drops those not started (an error).
+    """
+
+    def __init__(self, depth: int = 2) -> None:
+        self.depth = depth
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="angioseg-writer")
+        self._pending: deque[Future[None]] = deque()
+        self._failed = False
+
+    def _run(self, job: Callable[[], None]) -> None:
+        if self._failed:
+            return
+        try:
+            job()
+        except BaseException:
+            self._failed = True
+            raise
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self._pending.append(self._pool.submit(self._run, job))
+        while len(self._pending) > self.depth:
+            self._pending.popleft().result()
+
+    def drain(self) -> None:
+        """Wait for every job submitted; raise the first error."""
+        while self._pending:
+            self._pending.popleft().result()
+
+    def __enter__(self) -> OrderedWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if et is None:
+                self.drain()
+        finally:
+            self._failed = self._failed or et is not None
+            self._pool.shutdown(wait=True, cancel_futures=True)

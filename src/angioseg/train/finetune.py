@@ -99,6 +99,10 @@ class FinetuneConfig:
     semi: str | None = None
     semi_options: dict[str, Any] = field(default_factory=dict)
     tta: str = DEFAULT_TTA  # test-time augmentation of the test report (infer.engines.TTA_MODES)
+    teacher: str | None = None  # knowledge distillation (angioseg distill): angioseg.train.distill
+    distill_weight: float = 1.0
+    distill_temperature: float = 1.0
+    distill_init: str = "teacher"
     preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
 
 
@@ -171,7 +175,17 @@ def _new_module(
         lr=lr, weight_decay=cfg.weight_decay, channels_last=cfg.channels_last, loss=cfg.loss
     )
     cls: type[SegmentationModule] = SegmentationModule
-    if cfg.semi:
+    if cfg.teacher:
+        from angioseg.train.distill import DistillModule
+
+        cls = DistillModule
+        kwargs.update(
+            teacher=cfg.teacher,
+            weight=cfg.distill_weight,
+            temperature=cfg.distill_temperature,
+            init=cfg.distill_init,
+        )
+    elif cfg.semi:
         from angioseg.semi import SEMI_METHODS
 
         cls = SEMI_METHODS[cfg.semi]
@@ -211,7 +225,10 @@ def check_options(cfg: FinetuneConfig) -> None:
         raise AngiosegError(f"--loss {cfg.loss!r} is not one of: {', '.join(LOSSES)}")
     if cfg.semi is not None and cfg.semi not in SEMI_NAMES:
         raise AngiosegError(f"--semi {cfg.semi!r} is not one of: {', '.join(SEMI_NAMES)}")
-    if bool(cfg.semi) != bool(cfg.unlabeled):
+    if cfg.teacher:  # distillation: unlabeled frames are optional and learn the teacher's answer
+        if cfg.semi is not None:
+            raise AngiosegError("--semi does not combine with distillation from a --teacher")
+    elif bool(cfg.semi) != bool(cfg.unlabeled):
         raise AngiosegError("--semi METHOD and --unlabeled DIR go together: give both or neither")
     check_tta(cfg.tta)
 
@@ -286,8 +303,9 @@ def run_finetune(
         raise AngiosegError(
             f"{cfg.data}: too few labeled images ({len(labeled)}) for a fine-tuning and a validation split"
         )
-    if cfg.pretrained:
-        check_pretrained_images(cfg.pretrained, labeled, splits["test"], None if resume else announce)
+    for source in (cfg.pretrained, cfg.teacher):  # neither may have seen a test image
+        if source:
+            check_pretrained_images(source, labeled, splits["test"], None if resume else announce)
     if stored is None or (cfg.epochs, cfg.patience, cfg.tta) != (stored.epochs, stored.patience, stored.tta):
         save_config(run_dir / "config.yaml", cfg)
     if not resume:
@@ -302,7 +320,7 @@ def run_finetune(
     train = _prepare(cfg, labeled, splits["finetune"], train=True)
     val = _prepare(cfg, labeled, splits["val"])
     unlabeled = None
-    if cfg.semi and cfg.unlabeled:
+    if cfg.unlabeled:  # semi-supervised or distillation (check_options)
         from angioseg.data.leakage import sample_hashes
         from angioseg.semi.data import load_unlabeled
 
@@ -311,9 +329,8 @@ def run_finetune(
             cfg.unlabeled, cfg.preprocess, test_hashes, cfg.unlabeled_limit, cfg.channel
         )
         if announce and not resume:
-            announce(
-                f"semi-supervised ({cfg.semi}) with {len(unlabeled)} unlabeled frames from {cfg.unlabeled}"
-            )
+            how = f"semi-supervised ({cfg.semi})" if cfg.semi else f"distilling {cfg.teacher}"
+            announce(f"{how} with {len(unlabeled)} unlabeled frames from {cfg.unlabeled}")
     lr, bs = cfg.lr, cfg.batch_size
     if cfg.kfold and not (run_dir / "kfold.json").exists():  # also a resume killed during the search
         drawn = [truth_mask(labeled[n].mask, cfg.preprocess) for n in splits["finetune"]]  # type: ignore[arg-type]
@@ -363,6 +380,7 @@ def run_finetune(
         best_epoch=best_epoch,
         lr=lr,
         batch_size=bs,
+        **({"teacher": cfg.teacher} if cfg.teacher else {}),
     )
     summary = evaluate_split(model, cfg, labeled, splits["test"], run_dir / "test")
     summary.update(train_seconds=train_seconds, best_epoch=best_epoch)
