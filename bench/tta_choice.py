@@ -138,7 +138,29 @@ def main(argv: list[str] | None = None) -> int:
             "each fold's own choice (its cells' validation images only): "
             + ", ".join(f"{f} {k}" for f, k in own.items())
         )
+        if "test" in results:
+            print()
+            print(nested_table(results["test"], choose(results["val"]), own))
     return 0
+
+
+def nested_table(test: dict[str, dict[str, float]], pooled: str, own: dict[str, str]) -> str:
+    """Mean test Dice per method and budget with the pooled choice, with each fold's own choice (a
+    nested estimate: no test image of a fold took part in its choice) and with no TTA."""
+    groups: dict[tuple[str, str], list[tuple[float, float, float]]] = defaultdict(list)
+    for cell, r in test.items():
+        method, budget, fs = cell.split("/")
+        groups[(method, budget)].append((r[pooled], r[own[fs.split("_")[0]]], r["none@0.5"]))
+    lines = [
+        f"Mean test Dice: the pooled choice ({pooled}) vs each fold's own choice vs no TTA",
+        "",
+        "| method | labels | cells | pooled choice | each fold's own | none@0.5 |",
+        "|---|---|---|---|---|---|",
+    ]
+    for (method, budget), v in sorted(groups.items()):
+        cols = [statistics.mean(x[i] for x in v) for i in range(3)]
+        lines.append(f"| {method} | {budget[1:]} | {len(v)} | " + " | ".join(f"{c:.3f}" for c in cols) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":
