@@ -181,6 +181,39 @@ def _ms(xs: list[float]) -> str:
     return f"{statistics.mean(xs):.3f} ± {sd:.3f}"
 
 
+def paired(
+    rows: dict[tuple[str, str, int, int], dict[str, Any]], base: str, methods: list[str], budgets: list[str]
+) -> list[str]:
+    """Markdown lines: each method's test (and validation) Dice minus ``base``'s, same fold, seed, budget."""
+    lines = ["", f"Paired differences against {base} (same fold, seed and budget):", ""]
+    lines += [
+        "| method | labels | pairs | test diff | sd | wins | val diff | val wins |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        for b in budgets:
+            pairs = [
+                (v, rows[(base, b, f, s)])
+                for (mm, bb, f, s), v in rows.items()
+                if mm == m and bb == b and (base, b, f, s) in rows
+            ]
+            if not pairs:
+                continue
+            diffs = [float(v["dice"]) - float(w["dice"]) for v, w in pairs]
+            vdiffs = [
+                float(v["val_dice"]) - float(w["val_dice"])
+                for v, w in pairs
+                if v["val_dice"] and w["val_dice"]
+            ]
+            sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
+            lines.append(
+                f"| {m} | {b} | {len(diffs)} | {statistics.mean(diffs):+.3f} | {sd:.3f} | "
+                f"{sum(d > 0 for d in diffs)}/{len(diffs)} | {statistics.mean(vdiffs):+.3f} | "
+                f"{sum(d > 0 for d in vdiffs)}/{len(vdiffs)} |"
+            )
+    return lines
+
+
 def report(out: Path) -> str:
     """Markdown tables: Dice / clDice / diameter PCC / time per (method, budget), and paired Dice differences vs scratch."""
     rows = load_results(out)
@@ -205,23 +238,8 @@ def report(out: Path) -> str:
                 f"| {m} | {b} | {len(cell)} | {_ms(col('val_dice'))} | {_ms(col('dice'))} | {_ms(col('cldice'))} | "
                 f"{_ms(col('pcc'))} | {r:.3f} ({n}) | {statistics.mean(t):.0f} |"
             )
-    lines += ["", "Paired differences in test Dice against scratch (same fold, seed and budget):", ""]
-    lines += ["| method | labels | pairs | mean diff | sd | wins |", "|---|---|---|---|---|---|"]
-    for m in methods:
-        if m == "scratch":
-            continue
-        for b in budgets:
-            diffs = [
-                float(v["dice"]) - float(rows[("scratch", b, f, s)]["dice"])
-                for (mm, bb, f, s), v in rows.items()
-                if mm == m and bb == b and ("scratch", b, f, s) in rows
-            ]
-            if diffs:
-                sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
-                wins = sum(d > 0 for d in diffs)
-                lines.append(
-                    f"| {m} | {b} | {len(diffs)} | {statistics.mean(diffs):+.3f} | {sd:.3f} | {wins}/{len(diffs)} |"
-                )
+    for base, who in (("scratch", lambda m: m != "scratch"), ("synth", lambda m: m.startswith("synth_"))):
+        lines += paired(rows, base, [m for m in methods if who(m)], budgets)
     older = [k for k in rows if not (cell_dir(out, *k) / "test" / "scoring.json").is_file()]
     if older:
         lines += [
