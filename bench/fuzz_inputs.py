@@ -608,12 +608,19 @@ def fuzz(
     array_share: float = 0.2,
     progress: bool = False,
     start: int = 0,
+    only: str | None = None,
 ) -> Stats:
     """Run ``n`` cases from ``seed``: ``array_share`` of them drawn by hypothesis (:func:`array_cases`),
-    the rest by :func:`draw_case`. Failures are collected, not raised."""
+    the rest by :func:`draw_case`. Failures are collected, not raised.
+
+    ``only`` (``KIND`` or ``KIND:SEEDPREFIX``, e.g. ``mutate:dcm``) runs only the drawn non-array cases
+    of that kind (and seed file kind): a re-check of one reader on exactly the cases of a full run.
+    """
     seeds = {k: write_seed(k, workdir / f"seed_{k}{EXT[k]}") for k in SEED_KINDS}
-    models = make_models(workdir) if cli else {}
-    if cli:  # warm up: first imports (torch, matplotlib, SimpleITK) are not a case's time
+    kind, _, prefix = (only or "").partition(":")
+    cli_cases = cli and kind in ("", "cli")  # draws still include cli cases when ``cli``
+    models = make_models(workdir) if cli_cases else {}
+    if cli_cases:  # warm up: first imports (torch, matplotlib, SimpleITK) are not a case's time
         for command, kind in (("segment", "png8"), ("evaluate", "png8"), ("cta", "nrrd")):
             run_case(
                 Case("cli", {"command": command, "seed": kind, "ops": [], "name": "w"}), seeds, models, 600
@@ -632,7 +639,10 @@ def fuzz(
 
     n_array = round(n * array_share)
     for i in range(start, start + n - n_array):  # case i depends only on (seed, i)
-        one(draw_case(np.random.default_rng([seed, i]), cli))
+        case = draw_case(np.random.default_rng([seed, i]), cli)
+        if only and (case.kind != kind or not str(case.params.get("seed", "")).startswith(prefix)):
+            continue
+        one(case)
     if n_array:
 
         @settings(
@@ -660,6 +670,7 @@ def main() -> None:
     ap.add_argument("--start", type=int, default=0, help="index of the first (non-array) case")
     ap.add_argument("--array-share", type=float, default=0.2, help="fraction of hypothesis array cases")
     ap.add_argument("--json", type=Path, help="write the figures here")
+    ap.add_argument("--only", help="run only these drawn cases: KIND or KIND:SEEDPREFIX (e.g. mutate:dcm)")
     args = ap.parse_args()
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -672,6 +683,7 @@ def main() -> None:
             array_share=args.array_share,
             progress=True,
             start=args.start,
+            only=args.only,
         )
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     fig = {
@@ -685,6 +697,8 @@ def main() -> None:
         "peak_rss_mb": round(peak_mb, 1),
         "wall_seconds": round(time.perf_counter() - t0, 1),
         "seed": args.seed,
+        "drawn": f"indices {args.start}-{args.start + args.cases - 1}"
+        + (f", only {args.only}" if args.only else ""),
     }
     print(json.dumps(fig, indent=1))
     for f in stats.failures[:50]:

@@ -10,6 +10,14 @@ difference of the final weights (``model.safetensors``) from the reference.
 
     nice -n 15 env OMP_NUM_THREADS=1 PYTHONPATH=src python bench/kill_resume.py --trials 10
     ... --commands finetune --trials 2   # one command
+
+``--kills K`` chains the trials: one run is killed, resumed, killed again ... up to K times (until
+no epoch is left to train), then resumed to the end and compared with the reference. Each kill is
+a trial (the same checks after each), at the cost of one start-up instead of a whole run. The
+kills land in the training phase (at these tiny sizes start-up and export take most of a run, and
+their length varies with the load): the run's ``last.ckpt`` writes are watched, and after a random
+number of them (fewer than the reference made) the run is killed a random fraction of an epoch
+later (the epoch time measured in the reference).
 """
 
 from __future__ import annotations
@@ -57,6 +65,12 @@ def _cta_synth(root: Path) -> None:
 
 def _experiment_yaml(root: Path) -> None:
     _synth(root)
+    unlabeled = (
+        root / "unlabeled"
+    )  # other images than the labeled ones (the test images must not be pretrained on)
+    if not (unlabeled / "images").exists():
+        synth = [*CLI, "synth", "--out", str(unlabeled), "-n", "8", "--size", "64", "--seed", "1"]
+        subprocess.run(synth, check=True)
     cfg = {
         "name": "kill",
         "methods": ["none", "mae"],
@@ -67,7 +81,7 @@ def _experiment_yaml(root: Path) -> None:
         "width": 4,
         "image_size": 32,
         "labeled_data": str(root),
-        "pretrain_data": str(root / "images"),
+        "pretrain_data": str(unlabeled / "images"),
         "finetune": {
             "epochs": 3,
             "batch_size": 2,
@@ -129,13 +143,15 @@ def unreadable_outputs(run: Path) -> list[str]:
 
     bad = []
     for p in sorted(run.rglob("*")):
-        if not p.is_file() or p.name.startswith(".tmp"):
+        # (temporary files: Lightning's .tmp*, and angioseg's atomic writes' .NAME.XXXX.tmp.EXT, left
+        # behind by a kill between their creation and the rename; nothing reads them)
+        if not p.is_file() or p.name.startswith(".tmp") or (p.name.startswith(".") and ".tmp" in p.name):
             continue
         try:
             if p.suffix == ".json":
                 json.loads(p.read_text(encoding="utf-8"))
-            elif p.suffix == ".yaml":
-                yaml.safe_load(p.read_text(encoding="utf-8"))
+            elif p.suffix == ".yaml":  # parsed, not constructed (hparams.yaml has python tags)
+                yaml.compose(p.read_text(encoding="utf-8"))
             elif p.suffix == ".csv":
                 list(csv.reader(p.open(encoding="utf-8")))
             elif p.suffix == ".safetensors":
@@ -189,6 +205,48 @@ def weights_difference(a: Path, b: Path) -> float | None:
     return max(diffs) if diffs else None
 
 
+class Writes:
+    """Counts the writes of the ``last.ckpt`` files under a run folder (polled)."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.seen = self._keys()
+        self.times: list[float] = []
+
+    def _keys(self) -> set[tuple[str, int]]:
+        keys = set()
+        for ck in list(self.out.rglob("last.ckpt")) if self.out.exists() else []:
+            try:
+                keys.add((str(ck), ck.stat().st_mtime_ns))
+            except OSError:  # replaced while looking
+                continue
+        return keys
+
+    def poll(self, t: float) -> int:
+        new = self._keys() - self.seen
+        self.seen |= new
+        self.times += [t] * len(new)
+        return len(self.times)
+
+
+def timed_reference(argv: list[str], out: Path) -> tuple[int, float, int, float]:
+    """Run the reference; (exit code, wall s, checkpoint writes, seconds per epoch)."""
+    t = time.perf_counter()
+    writes = Writes(out)
+    with tempfile.TemporaryFile("w+") as err:
+        proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.DEVNULL, stderr=err, text=True)
+        while proc.poll() is None:
+            writes.poll(time.perf_counter() - t)
+            time.sleep(0.2)
+        wall = time.perf_counter() - t
+        if proc.returncode != 0:
+            err.seek(0)
+            print(err.read()[-2000:], file=sys.stderr)
+    ts = writes.times
+    epoch = (ts[-1] - ts[0]) / (len(ts) - 1) if len(ts) > 1 else 0.1 * wall
+    return proc.returncode, wall, len(ts), epoch
+
+
 def run(argv: list[str], timeout: float = 3600) -> tuple[int, float]:
     t = time.perf_counter()
     proc = subprocess.run([*CLI, *argv], capture_output=True, text=True, timeout=timeout)
@@ -233,12 +291,90 @@ def trial(
     return row
 
 
+def _started(run: Path) -> bool:
+    """Whether a resume can continue ``run`` (its config was written before the kill)."""
+    return (run / "config.yaml").exists() or (run / "experiment.yaml").exists()
+
+
+def _logs(run: Path) -> set[Path]:
+    """Lightning's ``hparams.yaml`` files: one per (re)start, written as its training begins."""
+    return set(run.rglob("hparams.yaml")) if run.exists() else set()
+
+
+def chain(
+    name: str,
+    data: Path,
+    work: Path,
+    ref: Path,
+    ref_writes: tuple[int, float],
+    rng: random.Random,
+    kills: int,
+) -> list[dict[str, object]]:
+    """One run killed up to ``kills`` times (each kill followed by ``--resume``), then finished.
+
+    ``ref_writes``: the reference's number of ``last.ckpt`` writes and seconds per epoch.
+    """
+    argv = COMMANDS[name].args(data, work / f"chain_{rng.random():.6f}")
+    out = Path(argv[argv.index("--out") + 1])
+    rows: list[dict[str, object]] = []
+    total_writes, epoch_s = ref_writes
+    done_writes = 0
+    for _ in range(kills):
+        if done_writes >= total_writes:
+            break  # nothing left to train: a further kill would only hit a start-up or the export
+        wait_for = rng.randint(0, total_writes - done_writes - 1)  # writes before the kill's epoch
+        extra = rng.uniform(0.05, 0.95) * epoch_s
+        resumed = _started(out)
+        writes, logs = Writes(out), _logs(out)
+        t = time.perf_counter()
+        proc = subprocess.Popen(
+            [*CLI, *argv, *(["--resume"] if resumed else [])],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        due = None
+        while proc.poll() is None:
+            now = time.perf_counter() - t
+            if due is None and (writes.poll(now) >= wait_for if wait_for else _logs(out) - logs):
+                due = now + extra
+            if due is not None and now >= due:
+                break
+            time.sleep(0.2)
+        delay = time.perf_counter() - t
+        if proc.poll() is not None:
+            break  # the run finished before this kill
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        done_writes += writes.poll(delay)
+        done, saved = logged_epochs(out), checkpoint_epochs(out)
+        rows.append(
+            {
+                "command": name,
+                "kill_at_s": round(delay, 1),
+                "killed": True,
+                "start": "resume" if resumed else "new",
+                "epochs_done": done,
+                "resumed_from": saved,
+                "epochs_lost": max(done - saved, 0),
+                "unreadable_after_kill": unreadable_outputs(out) if out.exists() else [],
+            }
+        )
+    code, _ = run([*argv, "--resume"]) if _started(out) else run(argv)
+    diff = weights_difference(ref, out) if code == 0 else None
+    for row in rows:
+        row.update(resume_exit=code, max_weight_diff=diff)
+    shutil.rmtree(out, ignore_errors=True)
+    return rows
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--commands", nargs="+", default=list(COMMANDS), choices=list(COMMANDS), metavar="CMD")
     ap.add_argument("--trials", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", type=Path, help="write every trial here")
+    ap.add_argument("--kills", type=int, default=0, help="chain K kills per run (see above); 0: one per run")
     args = ap.parse_args()
     rng = random.Random(args.seed)
     rows = []
@@ -248,15 +384,22 @@ def main() -> None:
         for name in args.commands:
             COMMANDS[name].prepare(data)
             ref = work / f"ref_{name.replace(' ', '_')}"
-            code, ref_s = run(COMMANDS[name].args(data, ref))
+            code, ref_s, n_writes, epoch_s = timed_reference(COMMANDS[name].args(data, ref), ref)
             if code != 0:
                 print(f"{name}: reference run failed (exit {code})")
                 continue
-            print(f"{name}: reference run {ref_s:.1f} s", flush=True)
-            for _ in range(args.trials):
-                row = trial(name, data, work, ref, ref_s, rng)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+            print(
+                f"{name}: reference run {ref_s:.1f} s, {n_writes} checkpoint writes, {epoch_s:.1f} s per epoch",
+                flush=True,
+            )
+            t0 = time.perf_counter()
+            while sum(r["command"] == name for r in rows) < args.trials:
+                new = chain(name, data, work, ref, (n_writes, epoch_s), rng, args.kills) if args.kills else []
+                new = new or [trial(name, data, work, ref, ref_s, rng)]
+                rows.extend(new)
+                for row in new:
+                    print(json.dumps(row), flush=True)
+            print(f"{name}: trials took {time.perf_counter() - t0:.0f} s", flush=True)
     for name in args.commands:
         rs = [r for r in rows if r["command"] == name]
         if rs:
@@ -266,7 +409,8 @@ def main() -> None:
                 f"{name}: {len(rs)} trials, {sum(bool(r['killed']) for r in rs)} killed, resumed ok "
                 f"{sum(r['resume_exit'] == 0 for r in rs)}, epochs lost max {max(lost)}, "
                 f"half-written files {sum(len(r['unreadable_after_kill']) for r in rs)}, "  # type: ignore[arg-type]
-                f"max weight diff vs reference {max(diffs) if diffs else 'n/a'}"
+                f"max weight diff vs reference {max(diffs) if diffs else 'n/a'} "
+                f"(runs differing: {len({r['max_weight_diff'] for r in rs if r['max_weight_diff']})})"
             )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1), encoding="utf-8")

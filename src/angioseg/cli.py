@@ -212,6 +212,14 @@ def finetune(
     precision: Annotated[
         str | None, _opt("auto (bf16 where the hardware has it), bf16 or fp32.", "auto")
     ] = None,
+    devices: Annotated[
+        str | None, _opt("Processes (CPU) or GPUs per node for Lightning: auto or a number.", "auto")
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        _opt("Lightning strategy, e.g. ddp; --batch-size stays the batch of one step over all.", "auto"),
+    ] = None,
+    num_nodes: Annotated[int | None, _opt("Number of nodes (multi-node DDP).", 1)] = None,
     no_augment: Annotated[
         bool, typer.Option("--no-augment", help="Disable the paper's augmentations.")
     ] = False,
@@ -270,6 +278,9 @@ def finetune(
         "groups": None if groups is None else str(groups),
         "kfold": kfold,
         "precision": precision,
+        "devices": devices,
+        "strategy": strategy,
+        "num_nodes": num_nodes,
     }
     from_file: dict[str, Any] = {}
     if config:
@@ -297,11 +308,15 @@ def finetune(
         cfg = replace(cfg, augment=False)
     if image_size is not None:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, image_size=image_size))
-    if not resume:
+    from angioseg.train.distributed import process_rank
+
+    if not resume and process_rank() == 0:
         console.print(describe(cfg.preset, to_dict(cfg)), highlight=False)
         if note:
             console.print(note, highlight=False)
     res = run_finetune(cfg, resume=resume, announce=lambda s: console.print(s))
+    if res.rank != 0:  # DDP: rank 0 scored the test split and reports it
+        return
     title = f"test split ({len(res.splits['test'])} images), best epoch {res.best_epoch}"
     out_console.print(metrics_table(res.summary, title))
     out_console.print(f"model: {res.run_dir / 'model.safetensors'}   test report: {res.run_dir / 'test'}")

@@ -150,6 +150,21 @@ def train(
         str | None,
         typer.Option(help="auto (bf16 for 2D where the hardware has it, fp32 for 3D on CPU), bf16 or fp32."),
     ] = None,
+    devices: Annotated[
+        str | None,
+        typer.Option(
+            help="Processes (CPU) or GPUs per node for Lightning: auto or a number. [default: auto]"
+        ),
+    ] = None,
+    strategy: Annotated[
+        str | None,
+        typer.Option(
+            help="Lightning strategy, e.g. ddp; --batch-size stays the batch of one step over all. [default: auto]"
+        ),
+    ] = None,
+    num_nodes: Annotated[
+        int | None, typer.Option(help="Number of nodes (multi-node DDP). [default: 1]")
+    ] = None,
     config: Annotated[
         Path | None,
         typer.Option(
@@ -157,7 +172,12 @@ def train(
         ),
     ] = None,
     resume: Annotated[
-        bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue the run in --out from its last checkpoint (its config; --devices, --strategy "
+            "and --num-nodes may differ).",
+        ),
     ] = False,
     progress: Annotated[
         bool, typer.Option(help="Show Lightning's progress bar (turn off for logs and batch jobs).")
@@ -190,6 +210,9 @@ def train(
         "min_size": min_size,
         "seed": seed,
         "precision": precision,
+        "devices": devices,
+        "strategy": strategy,
+        "num_nodes": num_nodes,
     }
     if centerline_channel is not None or channel_kind is not None:
         on = centerline_channel if centerline_channel is not None else cfg.channel != "none"
@@ -205,6 +228,8 @@ def train(
         intensity=replace(cfg.intensity, **{k: v for k, v in intensity.items() if v is not None}),
     )
     res = run_train(cfg, resume=resume, progress=progress, announce=lambda s: console.print(s))
+    if res.rank != 0:  # DDP: rank 0 reports
+        return
     out_console.print(
         f"best epoch {res.best_epoch} (val_loss {res.best_val_loss}), {res.train_seconds:.0f} s; "
         f"model: {res.run_dir / 'model.safetensors'}"

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,7 @@ from angioseg.data.splits import SplitSpec, load_or_make_splits
 from angioseg.errors import AngiosegError
 from angioseg.models.unet import UNet, count_parameters, set_memory_format
 from angioseg.train.checkpoint import save_run_model
+from angioseg.train.distributed import eval_sampler, parse_devices, per_process_batch, process_rank, shard
 from angioseg.train.finetune import _check_run_dir
 from angioseg.train.trainer import make_trainer
 from angioseg.utils import seed_everything, write_json
@@ -76,6 +77,9 @@ class CTATrainConfig:
     val: float = 0.2
     seed: int = 36
     precision: str = "auto"
+    devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
     min_size: int = 100
     keep_largest: int | None = None
     intensity: IntensityConfig = field(default_factory=IntensityConfig)
@@ -117,6 +121,7 @@ class TrainResult:
     best_val_loss: float | None
     train_seconds: float
     parameters: int
+    rank: int = 0  # under DDP, rank 0 exports the model; the other processes' results are empty
 
 
 def _plan(cases: list[Case], cfg: CTATrainConfig) -> tuple[list[tuple[int, Box]], dict[str, int]]:
@@ -133,8 +138,10 @@ def _plan(cases: list[Case], cfg: CTATrainConfig) -> tuple[list[tuple[int, Box]]
 
 
 def _loaders(
-    cfg: CTATrainConfig, train: list[Case], val: list[Case]
+    cfg: CTATrainConfig, train: list[Case], val: list[Case], trainer: Any
 ) -> tuple[DataLoader[Any], DataLoader[Any], dict[str, int]]:
+    """Training and validation loaders; under DDP each process gets its share of the one-process
+    draws (``--batch-size`` per optimiser step, :mod:`angioseg.train.distributed`)."""
     tb, tcounts = _plan(train, cfg)
     vb, vcounts = _plan(val, cfg)
     train_ds = PatchDataset(
@@ -144,8 +151,9 @@ def _loaders(
     gen = torch.Generator().manual_seed(cfg.seed)
     n = cfg.samples_per_epoch
     sampler = RandomSampler(train_ds, replacement=n is not None, num_samples=n, generator=gen)
-    tl = DataLoader(train_ds, batch_size=cfg.batch_size, sampler=sampler)
-    vl = DataLoader(val_ds, batch_size=cfg.batch_size)
+    batch = per_process_batch(cfg.batch_size, trainer)
+    tl = DataLoader(train_ds, batch_size=batch, sampler=shard(sampler, trainer))
+    vl = DataLoader(val_ds, batch_size=batch, sampler=eval_sampler(val_ds, trainer, "validation patches"))
     return (
         tl,
         vl,
@@ -161,9 +169,14 @@ def run_train(
 ) -> TrainResult:
     """Train, select the best epoch on the validation loss and export the model (see module doc)."""
     run_dir = Path(cfg.out)
-    _check_run_dir(run_dir, resume)
-    if resume:
-        cfg = load_config(CTATrainConfig, run_dir / "config.yaml")
+    main = process_rank() == 0  # under DDP every process runs this; only rank 0 writes
+    if main:
+        _check_run_dir(run_dir, resume)
+    else:
+        announce = None
+    if resume:  # the stored run, on the processes given now
+        hardware = {k: getattr(cfg, k) for k in ("devices", "strategy", "num_nodes")}
+        cfg = replace(load_config(CTATrainConfig, run_dir / "config.yaml"), **hardware)
     cfg.check()
     seed_everything(cfg.seed)
     files = {f.name: f for f in find_cases(cfg.data, require_labels=True)}
@@ -171,9 +184,9 @@ def run_train(
         raise AngiosegError(f"{cfg.data}: training needs at least 2 labeled volumes (one for validation)")
     run_dir.mkdir(parents=True, exist_ok=True)
     spec = SplitSpec(test=0, val=cfg.val, seed=cfg.seed)
-    splits = load_or_make_splits(run_dir / "splits.json", sorted(files), spec)
+    splits = load_or_make_splits(run_dir / "splits.json", sorted(files), spec, write=main)
     train_names, val_names = splits["finetune"], splits["val"]
-    if not resume:
+    if main and not resume:
         save_config(run_dir / "config.yaml", cfg)
 
     def prepare(names: list[str]) -> list[Case]:
@@ -182,8 +195,28 @@ def run_train(
         ]
 
     train, val = prepare(train_names), prepare(val_names)
-    tl, vl, counts = _loaders(cfg, train, val)
-    write_json(run_dir / "patches.json", counts)
+    precision = cfg.precision
+    if precision == "auto" and cfg.dims == 3 and not torch.cuda.is_available():
+        # An early run found bf16 3D convolutions 2x slower than fp32 on our CPU; later bench/bench_cta.py
+        # runs found bf16 1.8-2x faster (docs/cta.md). fp32 stays until bf16 3D convergence is checked.
+        precision = "fp32"
+    trainer = make_trainer(
+        run_dir,
+        cfg.epochs,
+        monitor="val_loss",
+        mode="min",
+        patience=cfg.patience,
+        precision=precision,
+        devices=parse_devices(cfg.devices),
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        progress=progress,
+        gradient_clip_val=cfg.grad_clip,
+        max_steps=cfg.max_steps,
+    )
+    tl, vl, counts = _loaders(cfg, train, val, trainer)
+    if main:
+        write_json(run_dir / "patches.json", counts)
     if announce:
         n_tr = sum(v for k, v in counts.items() if k.startswith("train/"))
         announce(
@@ -199,22 +232,6 @@ def run_train(
         weights,
         channels_last=cfg.dims == 2,
     )
-    precision = cfg.precision
-    if precision == "auto" and cfg.dims == 3 and not torch.cuda.is_available():
-        # An early run found bf16 3D convolutions 2x slower than fp32 on our CPU; later bench/bench_cta.py
-        # runs found bf16 1.8-2x faster (docs/cta.md). fp32 stays until bf16 3D convergence is checked.
-        precision = "fp32"
-    trainer = make_trainer(
-        run_dir,
-        cfg.epochs,
-        monitor="val_loss",
-        mode="min",
-        patience=cfg.patience,
-        precision=precision,
-        progress=progress,
-        gradient_clip_val=cfg.grad_clip,
-        max_steps=cfg.max_steps,
-    )
     from lightning.pytorch.callbacks import EarlyStopping
 
     for cb in trainer.callbacks:  # a run cut by --max-steps mid-epoch has no val_loss for that epoch
@@ -224,6 +241,8 @@ def run_train(
     t0 = time.perf_counter()
     trainer.fit(module, tl, vl, ckpt_path=str(last) if resume and last.exists() else None)
     seconds = time.perf_counter() - t0
+    if not trainer.is_global_zero:
+        return TrainResult(run_dir, splits, counts, None, None, seconds, 0, rank=int(trainer.global_rank))
     best_path = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
     best_epoch, best_loss = None, None
     if best_path and Path(best_path).exists():

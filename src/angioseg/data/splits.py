@@ -320,8 +320,11 @@ def load_or_make_splits(
     names: Sequence[str],
     spec: SplitSpec,
     groups: Mapping[str, str] | None = None,
+    write: bool = True,
 ) -> dict[str, list[str]]:
     """Reuse ``path`` (``splits.json``) when it exists, else make the splits and write them there.
+
+    ``write=False`` (a DDP process other than rank 0) makes the same splits without writing them.
 
     ``splits.json`` holds the four splits, the spec, the image counts and the groups of more than one
     image among ``names``. A reused file whose splits separate a group gives a warning.
@@ -352,7 +355,8 @@ def load_or_make_splits(
     }
     if groups:
         record["groups"] = group_record(names, groups)
-    write_json(path, record)
+    if write:
+        write_json(path, record)
     return splits
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, RandomSampler
 
 from angioseg.config import load_config, save_config
 from angioseg.data.leakage import check_no_test_images, write_image_hashes
@@ -28,6 +28,7 @@ from angioseg.errors import AngiosegError
 from angioseg.pretrain import method_class
 from angioseg.pretrain.data import UnlabeledImages, ViewDataset, load_unlabeled
 from angioseg.train.checkpoint import save_checkpoint
+from angioseg.train.distributed import parse_devices, process_rank, shard
 from angioseg.train.finetune import _check_run_dir
 from angioseg.utils import seed_everything, write_json
 
@@ -82,10 +83,6 @@ class PretrainResult:
     reconstructions: Path | None = None
     interrupted: bool = False
     rank: int = 0
-
-
-def _devices(value: str) -> int | str:
-    return int(value) if str(value).isdigit() else value
 
 
 def check_options(method: str, options: dict[str, Any]) -> None:
@@ -156,14 +153,12 @@ def run_pretrain(
             readable image. Unreadable files are skipped and listed in the result.
         LeakageError: an image of ``cfg.data`` has the same pixels as an image of ``exclude``.
     """
-    from lightning.pytorch.utilities import rank_zero_only
-
     from angioseg.train.trainer import make_trainer
 
     run_dir = Path(cfg.out)
     # Under DDP the launcher re-runs this function in every process; only the first one checks and
     # writes the run folder (the others find rank 0's config.yaml already there).
-    main_process = int(getattr(rank_zero_only, "rank", 0)) == 0
+    main_process = process_rank() == 0
     if main_process:
         _check_run_dir(run_dir, resume)
     if resume:  # the saved config rules, except a new number of epochs (to extend a finished run)
@@ -199,26 +194,30 @@ def run_pretrain(
         )
         write_image_hashes(run_dir, cfg.data, data.sources, data.hashes)
     batch = min(cfg.batch_size, len(data.images))
-    loader = DataLoader(
-        ViewDataset(data.images, method.view_transform),
-        batch_size=batch,
-        shuffle=True,
-        drop_last=True,
-        num_workers=cfg.num_workers,
-        persistent_workers=cfg.num_workers > 0,
-        generator=torch.Generator().manual_seed(cfg.seed),
-    )
     trainer = make_trainer(
         run_dir,
         int(cfg.epochs or 1),
         monitor=None,
         precision=cfg.precision,
-        devices=_devices(cfg.devices),
+        devices=parse_devices(cfg.devices),
         num_nodes=cfg.num_nodes,
         strategy=cfg.strategy,
         progress=progress,
-        log_every_n_steps=max(1, min(50, len(loader))),
+        log_every_n_steps=max(1, min(50, len(data.images) // batch)),
         gradient_clip_val=module.spec.grad_clip,
+    )
+    # --batch-size is per device here (Lightning's convention; the methods' learning rates scale with
+    # the global batch): under DDP each process takes its share of the one-process order of images.
+    dataset = ViewDataset(data.images, method.view_transform)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(
+        dataset,
+        batch_size=batch,
+        sampler=shard(RandomSampler(dataset, generator=gen), trainer),
+        drop_last=True,
+        num_workers=cfg.num_workers,
+        persistent_workers=cfg.num_workers > 0,
+        generator=gen,
     )
     last = run_dir / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()

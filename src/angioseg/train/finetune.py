@@ -22,13 +22,13 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from angioseg.config import load_config, save_config
 from angioseg.data.augment import paper_augmentations
@@ -49,6 +49,7 @@ from angioseg.metrics.evaluate import score_pairs, write_report
 from angioseg.models.unet import UNet, count_parameters, set_memory_format
 from angioseg.train.arrays import ArrayDataset
 from angioseg.train.checkpoint import load_pretrained, save_run_model
+from angioseg.train.distributed import eval_sampler, parse_devices, per_process_batch, process_rank, shard
 from angioseg.train.kfold import kfold_search
 from angioseg.train.module import SegmentationModule
 from angioseg.train.resume import resume_config
@@ -91,6 +92,8 @@ class FinetuneConfig:
     kfold_epochs: int | None = None
     channel: str = "gray"
     devices: str = "auto"
+    strategy: str = "auto"
+    num_nodes: int = 1
     num_workers: int = 0
     preset: str = "custom"
     loss: str = "dicece"
@@ -116,6 +119,7 @@ class FinetuneResult:
     parameters: int
     transfer: str | None = None
     interrupted: bool = False
+    rank: int = 0  # under DDP, the other processes' results are empty (rank 0 writes and scores)
 
 
 def data_fingerprint(samples: Sequence[Sample]) -> str:
@@ -134,8 +138,12 @@ def _loaders(
     val: tuple[list[np.ndarray], list[np.ndarray]],
     batch_size: int,
     unlabeled: list[np.ndarray] | None = None,
+    trainer: Any = None,
 ) -> tuple[DataLoader[Any], DataLoader[Any]]:
     transform = train_transform(cfg)
+    rank = int(trainer.global_rank) if trainer is not None else 0
+    if transform is not None and rank:  # each DDP process its own augmentation stream
+        transform.set_random_state(int(np.random.SeedSequence([cfg.seed, rank]).generate_state(1)[0]))
     # An epoch holds at least ``min_steps_per_epoch`` full batches (images cycled, each draw freshly
     # augmented): with 5 labeled images a literal epoch would be a single optimiser step.
     train_ds: Dataset[dict[str, torch.Tensor]] = ArrayDataset(
@@ -146,15 +154,24 @@ def _loaders(
 
         train_ds = SemiDataset(train_ds, unlabeled, cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
+    # Under DDP each process takes its share of the one-process draws, batch_size / N at a time
+    # (angioseg.train.distributed); in one process this is DataLoader(shuffle=True, generator=gen).
+    sampler = RandomSampler(train_ds, generator=gen)  # type: ignore[arg-type]
     tl = DataLoader(
         train_ds,
-        batch_size=batch_size,
-        shuffle=True,
+        batch_size=batch_size if trainer is None else per_process_batch(batch_size, trainer),
+        sampler=sampler if trainer is None else shard(sampler, trainer),
         generator=gen,
         num_workers=cfg.num_workers,
         drop_last=len(train_ds) > batch_size,  # type: ignore[arg-type]
     )
-    vl = DataLoader(ArrayDataset(*val), batch_size=max(1, min(8, batch_size)), num_workers=cfg.num_workers)
+    val_ds = ArrayDataset(*val)
+    vl = DataLoader(
+        val_ds,
+        batch_size=max(1, min(8, batch_size)),
+        sampler=None if trainer is None else eval_sampler(val_ds, trainer),
+        num_workers=cfg.num_workers,
+    )
     return tl, vl
 
 
@@ -245,7 +262,9 @@ def _check_run_dir(run_dir: Path, resume: bool) -> None:
         )
 
 
-def finetune_splits(cfg: FinetuneConfig, samples: Sequence[Sample], run_dir: Path) -> dict[str, list[str]]:
+def finetune_splits(
+    cfg: FinetuneConfig, samples: Sequence[Sample], run_dir: Path, write: bool = True
+) -> dict[str, list[str]]:
     """The splits of the labeled ``samples``: ``run_dir/splits.json`` if it exists, else made and written there.
 
     The frames of one file, and the images of one ``cfg.groups`` group, share a split. The groups
@@ -267,7 +286,7 @@ def finetune_splits(cfg: FinetuneConfig, samples: Sequence[Sample], run_dir: Pat
     groups = image_groups({s.name: s.source for s in samples}, groups_csv)
     run_dir.mkdir(parents=True, exist_ok=True)
     return load_or_make_splits(
-        split_path, sorted(s.name for s in samples if s.mask is not None), spec, groups
+        split_path, sorted(s.name for s in samples if s.mask is not None), spec, groups, write=write
     )
 
 
@@ -285,7 +304,11 @@ def run_finetune(
     since the best validation Dice, so it trains on only with a larger patience (or an improvement).
     """
     run_dir = Path(cfg.out)
-    _check_run_dir(run_dir, resume)
+    main = process_rank() == 0  # under DDP only rank 0 writes (every process runs this function)
+    if main:
+        _check_run_dir(run_dir, resume)
+    else:
+        announce = None
     stored = None
     if resume:
         stored = load_config(FinetuneConfig, run_dir / "config.yaml")
@@ -298,7 +321,7 @@ def run_finetune(
         raise AngiosegError(
             f"{cfg.data}: no labeled image (fine-tuning needs images/ and masks/ with the same names)"
         )
-    splits = finetune_splits(cfg, all_samples, run_dir)
+    splits = finetune_splits(cfg, all_samples, run_dir, write=main)
     if not splits["finetune"] or not splits["val"]:
         raise AngiosegError(
             f"{cfg.data}: too few labeled images ({len(labeled)}) for a fine-tuning and a validation split"
@@ -306,9 +329,9 @@ def run_finetune(
     for source in (cfg.pretrained, cfg.teacher):  # neither may have seen a test image
         if source:
             check_pretrained_images(source, labeled, splits["test"], None if resume else announce)
-    if stored is None or (cfg.epochs, cfg.patience, cfg.tta) != (stored.epochs, stored.patience, stored.tta):
+    if main and (stored is None or cfg != replace(stored, out=cfg.out)):
         save_config(run_dir / "config.yaml", cfg)
-    if not resume:
+    if main and not resume:
         write_json(
             run_dir / "data.json",
             {
@@ -331,6 +354,20 @@ def run_finetune(
         if announce and not resume:
             how = f"semi-supervised ({cfg.semi})" if cfg.semi else f"distilling {cfg.teacher}"
             announce(f"{how} with {len(unlabeled)} unlabeled frames from {cfg.unlabeled}")
+    trainer = make_trainer(
+        run_dir,
+        cfg.epochs,
+        patience=cfg.patience,
+        precision=cfg.precision,
+        devices=parse_devices(cfg.devices),
+        num_nodes=cfg.num_nodes,
+        strategy=cfg.strategy,
+        progress=progress,
+    )
+    if cfg.kfold and trainer.world_size > 1:
+        raise AngiosegError(
+            "--kfold runs in one process: choose lr and batch size first, then train with DDP"
+        )
     lr, bs = cfg.lr, cfg.batch_size
     if cfg.kfold and not (run_dir / "kfold.json").exists():  # also a resume killed during the search
         drawn = [truth_mask(labeled[n].mask, cfg.preprocess) for n in splits["finetune"]]  # type: ignore[arg-type]
@@ -344,21 +381,15 @@ def run_finetune(
         chosen = json.loads((run_dir / "kfold.json").read_text(encoding="utf-8"))["chosen"]
         lr, bs = float(chosen["lr"]), int(chosen["batch_size"])
     module, transfer = _new_module(cfg, lr, None if resume else announce)
-    tl, vl = _loaders(cfg, train, val, bs, unlabeled)
-    trainer = make_trainer(
-        run_dir,
-        cfg.epochs,
-        patience=cfg.patience,
-        precision=cfg.precision,
-        devices=cfg.devices,
-        progress=progress,
-    )
+    tl, vl = _loaders(cfg, train, val, bs, unlabeled, trainer)
     last = run_dir / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()
     trainer.fit(module, tl, vl, ckpt_path=str(last) if resume and last.exists() else None)
     train_seconds = time.perf_counter() - t0
     best_path = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
     best_epoch = None
+    if not trainer.is_global_zero:
+        return FinetuneResult(run_dir, {}, splits, None, train_seconds, 0, rank=int(trainer.global_rank))
     if best_path and Path(best_path).exists():
         ckpt = torch.load(best_path, map_location="cpu", weights_only=True)
         module.load_state_dict(ckpt["state_dict"])

@@ -7,6 +7,7 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from monai.losses import DiceCELoss
+from torchmetrics import MeanMetric
 
 from angioseg.models.unet import build_model, set_memory_format
 
@@ -71,6 +72,10 @@ class SegmentationModule(pl.LightningModule):
         if channels_last:
             set_memory_format(self.model, True)
         self.loss = make_loss(loss, dice_weight, ce_weight)
+        # Validation means over every image, also when DDP splits the images over processes (a
+        # metric object sums and counts in each process and reduces both; a logged per-process mean
+        # would be averaged with the other processes' means whatever their image counts).
+        self.val_loss_mean, self.val_dice_mean = MeanMetric(), MeanMetric()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._run(self.model, x)
@@ -87,7 +92,15 @@ class SegmentationModule(pl.LightningModule):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["image"])
         loss = self.loss(logits.float(), batch["mask"])
-        self.log("train_loss", loss, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(logits))
+        self.log(
+            "train_loss",
+            loss,
+            prog_bar=True,
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(logits),
+            sync_dist=True,
+        )
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
@@ -95,8 +108,10 @@ class SegmentationModule(pl.LightningModule):
         loss = self.loss(logits, batch["mask"])
         pred = logits.argmax(1, keepdim=True)
         d = batch_dice(pred, batch["mask"] > 0)
-        self.log("val_loss", loss, prog_bar=True, on_epoch=True, batch_size=len(logits))
-        self.log("val_dice", d.mean(), prog_bar=True, on_epoch=True, batch_size=len(logits))
+        self.val_loss_mean.update(loss.detach(), weight=len(logits))
+        self.val_dice_mean.update(d)
+        self.log("val_loss", self.val_loss_mean, prog_bar=True, on_step=False, on_epoch=True)
+        self.log("val_dice", self.val_dice_mean, prog_bar=True, on_step=False, on_epoch=True)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(

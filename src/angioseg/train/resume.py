@@ -1,4 +1,5 @@
-"""What ``--resume`` may change in a stored run: a larger ``epochs``, ``patience`` and ``tta``; nothing else."""
+"""What ``--resume`` may change in a stored run: a larger ``epochs``, ``patience``, ``tta`` and the
+hardware; nothing else."""
 
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ from angioseg.errors import AngiosegError
 C = TypeVar("C", bound=Any)  # a run config dataclass with ``epochs``, ``patience`` and ``out``
 
 # What a --resume may change: a larger ``epochs`` extends the run, ``patience`` only decides when it
-# stops, ``tta`` (fine-tuning runs) only how the test report is predicted. Everything else would make
-# the continued run a different experiment from its first part.
+# stops, ``tta`` (fine-tuning runs) only how the test report is predicted, and the processes it runs
+# on (``--batch-size`` is per optimiser step whatever their number, angioseg.train.distributed).
+# Everything else would make the continued run a different experiment from its first part.
 RESUME_MAY_CHANGE = ("epochs", "patience", "tta")
+HARDWARE = ("devices", "strategy", "num_nodes")
 # The ``angioseg finetune`` options of config keys (other keys are named as config.yaml keys).
 _FLAGS = {
     "min_steps_per_epoch": "--steps",
@@ -54,7 +57,7 @@ def resume_config(stored: C, cfg: C, where: str) -> C:
     changed = []
     for key, was in old.items():
         given = new.get(key)
-        if key == "out" or key in RESUME_MAY_CHANGE:
+        if key == "out" or key in RESUME_MAY_CHANGE or key in HARDWARE:
             continue
         same = _same_path(was, given) if key in _PATHS else was == given
         if not same:
@@ -74,4 +77,5 @@ def resume_config(stored: C, cfg: C, where: str) -> C:
             "and (fine-tuning) --tta may differ from the stored run; start a new --out to change anything else"
         )
     report = {"tta": cfg.tta} if hasattr(stored, "tta") else {}
-    return replace(stored, out=cfg.out, epochs=cfg.epochs, patience=cfg.patience, **report)
+    hardware = {k: getattr(cfg, k) for k in HARDWARE if hasattr(cfg, k)}
+    return replace(stored, out=cfg.out, epochs=cfg.epochs, patience=cfg.patience, **report, **hardware)
