@@ -6,7 +6,7 @@ uniformly drawn moment of the reference's duration, each followed by ``--resume`
 prints: when it was killed, the epochs completed before the kill (CSV logs) and the epoch the
 resume restarted from (``last.ckpt``), hence the epochs lost; every output file that could not be
 read right after the kill (a half-written file); whether the resume finished; and the largest
-difference of the final weights (``model.safetensors``) from the reference.
+difference of the final weights (``model.safetensors`` and the ``last.ckpt`` state dicts) from the reference.
 
     nice -n 15 env OMP_NUM_THREADS=1 PYTHONPATH=src python bench/kill_resume.py --trials 10
     ... --commands finetune --trials 2   # one command
@@ -107,7 +107,7 @@ COMMANDS = {
     "finetune": Command(
         _synth,
         _argv(
-            "finetune --data {d} --out {r} --labeled 6 --image-size 64 --steps 4 --epochs 6 "
+            "finetune --data {d} --out {r} --labeled 6 --image-size 96 --steps 16 --epochs 6 "
             + TINY.replace("{b}", "2")
         ),
     ),
@@ -191,18 +191,28 @@ def checkpoint_epochs(run: Path) -> int:
     return best
 
 
-def weights_difference(a: Path, b: Path) -> float | None:
-    """Largest absolute difference over all tensors of every ``*.safetensors`` (None: missing)."""
+def final_tensors(run: Path) -> dict[str, np.ndarray]:
+    """Every tensor of the run's ``model.safetensors`` files and of its ``last.ckpt`` state dicts
+    (``model.safetensors`` may hold the best epoch; ``last.ckpt`` holds the weights after the last one)."""
+    import torch
     from safetensors.numpy import load_file
 
-    diffs = []
-    for pa in sorted(a.rglob("model.safetensors")):
-        pb = b / pa.relative_to(a)
-        if not pb.exists():
-            return None
-        ta, tb = load_file(str(pa)), load_file(str(pb))
-        diffs += [float(np.max(np.abs(ta[k].astype(np.float64) - tb[k]))) if ta[k].size else 0.0 for k in ta]
-    return max(diffs) if diffs else None
+    out: dict[str, np.ndarray] = {}
+    for p in sorted(run.rglob("model.safetensors")):
+        out.update({f"{p.relative_to(run)}:{k}": v for k, v in load_file(str(p)).items()})
+    for p in sorted(run.rglob("last.ckpt")):
+        state = torch.load(p, map_location="cpu", weights_only=True)["state_dict"]
+        out.update({f"{p.relative_to(run)}:{k}": v.detach().double().numpy() for k, v in state.items()})
+    return out
+
+
+def weights_difference(a: Path, b: Path) -> float | None:
+    """Largest absolute difference between the final tensors of two runs (None: a file missing)."""
+    ta, tb = final_tensors(a), final_tensors(b)
+    if not ta or ta.keys() != tb.keys():
+        return None
+    diffs = [float(np.max(np.abs(ta[k].astype(np.float64) - tb[k]))) if ta[k].size else 0.0 for k in ta]
+    return max(diffs)
 
 
 class Writes:

@@ -113,3 +113,20 @@ def test_train_2d_grid_resumes_a_run_killed_mid_way(
 def test_bad_dataset_is_a_one_line_error(tmp_path: Path) -> None:
     assert run_cli(["cta", "train", "--data", tmp_path, "--out", tmp_path / "r"]) == 2
     assert run_cli(["cta", "evaluate", "--pred", tmp_path, "--truth", tmp_path, "--out", tmp_path / "e"]) == 2
+
+
+def test_a_batch_of_one_patch_at_a_one_voxel_bottleneck_is_refused_before_anything_is_written(
+    phantoms: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A 16 x 16 x 8 crop pools down to one voxel; BatchNorm cannot train on one patch there."""
+    base = ["cta", "train", "--data", phantoms, "--dims", "3", "--crop", "16", "--crop-depth", "8",
+            "--width", "4", "--val", "1", "--epochs", "1", "--min-size", "5", "--precision", "fp32",
+            "--no-progress"]  # fmt: skip
+    capsys.readouterr()
+    assert run_cli([*base, "--out", tmp_path / "a", "--batch-size", "1", "--samples-per-epoch", "4"]) == 2
+    assert "single voxel at the UNet's bottleneck" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists()
+    # batches of 2, 2 and then 1: the last batch of each epoch would fail the same way
+    assert run_cli([*base, "--out", tmp_path / "b", "--batch-size", "2", "--samples-per-epoch", "5"]) == 2
+    assert "the last training batch" in capsys.readouterr().err
+    assert run_cli([*base, "--out", tmp_path / "c", "--batch-size", "2", "--samples-per-epoch", "4"]) == 0

@@ -17,6 +17,7 @@ seed 36. The seed's batch size is a required argument with no documented value; 
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -137,6 +138,28 @@ def _plan(cases: list[Case], cfg: CTATrainConfig) -> tuple[list[tuple[int, Box]]
     return boxes, counts
 
 
+def _check_bottleneck(cfg: CTATrainConfig, samples: int, batch: int, world: int) -> None:
+    """Refuse a training batch of one patch when the UNet's bottleneck is a single voxel.
+
+    BatchNorm in training needs more than one value per channel; with one patch and a 1-voxel
+    bottleneck (a crop of at most ``2**unet_depth`` on every side) the first such batch fails deep
+    inside PyTorch.
+    """
+    sides = [cfg.crop, cfg.crop] + ([cfg.depth] if cfg.dims == 3 else [])
+    voxels = math.prod(-(-s // 2**cfg.unet_depth) for s in sides)
+    per_process = -(-samples // world)
+    last = per_process % batch or batch
+    if voxels == 1 and (batch == 1 or last == 1):
+        size = "x".join(map(str, sides))
+        raise AngiosegError(
+            f"a {size} crop leaves a single voxel at the UNet's bottleneck (after {cfg.unet_depth} "
+            f"poolings), where BatchNorm cannot train on a batch of one patch, and "
+            f"{'every' if batch == 1 else 'the last'} training batch of each epoch holds one "
+            f"({samples} patch(es) per epoch, {batch} per batch per process): use a larger --crop / "
+            "--crop-depth, or a --batch-size and --samples-per-epoch that give every process batches of 2 or more"
+        )
+
+
 def _loaders(
     cfg: CTATrainConfig, train: list[Case], val: list[Case], trainer: Any
 ) -> tuple[DataLoader[Any], DataLoader[Any], dict[str, int]]:
@@ -178,6 +201,9 @@ def run_train(
         hardware = {k: getattr(cfg, k) for k in ("devices", "strategy", "num_nodes")}
         cfg = replace(load_config(CTATrainConfig, run_dir / "config.yaml"), **hardware)
     cfg.check()
+    devices = parse_devices(cfg.devices)
+    world = (devices if isinstance(devices, int) else 1) * cfg.num_nodes
+    _check_bottleneck(cfg, cfg.samples_per_epoch or cfg.batch_size, max(1, cfg.batch_size // world), world)
     seed_everything(cfg.seed)
     files = {f.name: f for f in find_cases(cfg.data, require_labels=True)}
     if len(files) < 2:
@@ -215,6 +241,9 @@ def run_train(
         max_steps=cfg.max_steps,
     )
     tl, vl, counts = _loaders(cfg, train, val, trainer)
+    from angioseg.train.rng import track
+
+    track(trainer, tl)  # its random streams go into the checkpoints
     if main:
         write_json(run_dir / "patches.json", counts)
     if announce:

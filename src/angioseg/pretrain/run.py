@@ -219,6 +219,9 @@ def run_pretrain(
         persistent_workers=cfg.num_workers > 0,
         generator=gen,
     )
+    from angioseg.train.rng import track
+
+    track(trainer, loader)  # its random streams go into the checkpoints
     last = run_dir / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()
     trainer.fit(module, loader, ckpt_path=str(last) if resume and last.exists() else None)

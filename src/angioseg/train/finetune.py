@@ -382,6 +382,9 @@ def run_finetune(
         lr, bs = float(chosen["lr"]), int(chosen["batch_size"])
     module, transfer = _new_module(cfg, lr, None if resume else announce)
     tl, vl = _loaders(cfg, train, val, bs, unlabeled, trainer)
+    from angioseg.train.rng import track
+
+    track(trainer, tl)  # its random streams go into the checkpoints
     last = run_dir / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()
     trainer.fit(module, tl, vl, ckpt_path=str(last) if resume and last.exists() else None)

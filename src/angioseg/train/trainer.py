@@ -138,6 +138,9 @@ def make_trainer(
         cbs.append(_early_stopping(monitor, mode, patience))
     if progress:
         cbs.append(TQDMProgressBar(refresh_rate=1))
+    from angioseg.train.rng import RandomStreams
+
+    cbs.append(RandomStreams())  # the random streams in every checkpoint (angioseg.train.rng)
     cbs.extend(callbacks)
     return pl.Trainer(
         default_root_dir=str(run_dir),

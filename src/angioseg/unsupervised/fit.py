@@ -189,6 +189,9 @@ def run_fit(
     # Deterministic algorithms make bf16 + channels_last CPU convolutions ~3x slower; a fixed seed and
     # thread count already make CPU runs repeatable (the lead made them opt-in on main likewise).
     torch.use_deterministic_algorithms(False)
+    from angioseg.train.rng import track
+
+    track(trainer, tl)  # its random streams go into the checkpoints
     last = run_dir / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()
     trainer.fit(module, tl, vl, ckpt_path=str(last) if resume and last.exists() else None)
