@@ -214,6 +214,45 @@ def paired(
     return lines
 
 
+def per_seed(
+    rows: dict[tuple[str, str, int, int], dict[str, Any]], methods: list[str], budgets: list[str]
+) -> list[str]:
+    """Seed to seed: per (method, budget), the test Dice of each seed averaged over the folds that
+    every listed seed has finished (the same folds for each seed), then mean +- sd over the seeds."""
+    lines = [
+        "",
+        "Seed to seed (test Dice averaged over the folds every seed has; sd over the seed means):",
+        "",
+        "| method | labels | seeds | folds | per seed | mean ± sd over seeds | paired diff vs scratch per seed |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for m in methods:
+        for b in budgets:
+            seeds = sorted({k[3] for k in rows if k[0] == m and k[1] == b})
+            folds = [
+                f for f in sorted({k[2] for k in rows if k[0] == m and k[1] == b})
+                if all((m, b, f, s) in rows for s in seeds)
+            ]  # fmt: skip
+            if len(seeds) < 2 or not folds:
+                continue
+            means = [statistics.mean(float(rows[(m, b, f, s)]["dice"]) for f in folds) for s in seeds]
+            diffs = ""
+            if m != "scratch" and all(("scratch", b, f, s) in rows for f in folds for s in seeds):
+                d = [
+                    statistics.mean(
+                        float(rows[(m, b, f, s)]["dice"]) - float(rows[("scratch", b, f, s)]["dice"])
+                        for f in folds
+                    )
+                    for s in seeds
+                ]
+                diffs = ", ".join(f"{x:+.3f}" for x in d)
+            per = ", ".join(f"{s}: {x:.3f}" for s, x in zip(seeds, means, strict=True))
+            lines.append(
+                f"| {m} | {b} | {len(seeds)} | {','.join(map(str, folds))} | {per} | {_ms(means)} | {diffs} |"
+            )
+    return lines
+
+
 def report(out: Path) -> str:
     """Markdown tables: Dice / clDice / diameter PCC / time per (method, budget), and paired Dice differences vs scratch."""
     rows = load_results(out)
@@ -238,6 +277,7 @@ def report(out: Path) -> str:
                 f"| {m} | {b} | {len(cell)} | {_ms(col('val_dice'))} | {_ms(col('dice'))} | {_ms(col('cldice'))} | "
                 f"{_ms(col('pcc'))} | {r:.3f} ({n}) | {statistics.mean(t):.0f} |"
             )
+    lines += per_seed(rows, methods, budgets)
     for base, who in (("scratch", lambda m: m != "scratch"), ("synth", lambda m: m.startswith("synth_"))):
         lines += paired(rows, base, [m for m in methods if who(m)], budgets)
     older = [k for k in rows if not (cell_dir(out, *k) / "test" / "scoring.json").is_file()]

@@ -201,3 +201,23 @@ def test_tta_choice_rule_prefers_the_cheaper_mode_within_the_margin() -> None:
     assert choose({"a": cell({"d4@0.5": 0.76, "flip@0.5": 0.759, "none@0.5": 0.75})}) == "flip@0.5"
     assert choose({"a": cell({"d4@0.4": 0.77, "flip@0.5": 0.76})}) == "d4@0.4"
     assert choose({"a": cell({"none@0.4": 0.7601, "none@0.5": 0.76})}) == "none@0.5"
+
+
+def test_label_efficiency_seed_table_averages_each_seed_over_the_folds_all_seeds_share() -> None:
+    from bench.label_efficiency import per_seed
+
+    rows = {
+        ("synth", "5", 0, 0): {"dice": 0.70},
+        ("synth", "5", 1, 0): {"dice": 0.80},
+        ("synth", "5", 2, 0): {"dice": 0.10},  # fold 2 only for seed 0: left out of the seed means
+        ("synth", "5", 0, 1): {"dice": 0.60},
+        ("synth", "5", 1, 1): {"dice": 0.70},
+        **{("scratch", "5", f, s): {"dice": 0.50} for f in (0, 1) for s in (0, 1)},
+    }
+    lines = per_seed(rows, ["scratch", "synth"], ["5"])
+    synth = next(line for line in lines if line.startswith("| synth |"))
+    cells = [c.strip() for c in synth.strip("|").split("|")]
+    assert cells[2:4] == ["2", "0,1"]
+    assert cells[4] == "0: 0.750, 1: 0.650"
+    assert cells[5].startswith("0.700 ± 0.071")
+    assert cells[6] == "+0.250, +0.150"  # per seed, paired with scratch on the same folds
