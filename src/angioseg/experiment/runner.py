@@ -38,7 +38,7 @@ from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.leakage import check_no_test_images, read_image_hashes, sample_hashes
 from angioseg.data.splits import image_groups
 from angioseg.errors import AngiosegError, DataError
-from angioseg.experiment.claims import claim, release, wait_for_claim
+from angioseg.experiment.claims import CLAIM, claim, release, wait_for_claim
 from angioseg.experiment.config import (
     SPLIT,
     ExperimentConfig,
@@ -190,7 +190,7 @@ def run_cell(
     resume = (cell.run_dir / "config.yaml").exists() and not (cell.run_dir / "cell.json").exists()
     if not resume:
         if cell.run_dir.exists():  # left-overs of a failed or barely started cell
-            shutil.rmtree(cell.run_dir)
+            _clear_keeping_claim(cell.run_dir)
         _write_splits(cell)
     fcfg = replace(
         cfg.finetune,
@@ -277,6 +277,17 @@ def invocation_log(out: Path, command: str | None) -> Iterator[ExperimentResult]
 
 def _num(v: Any) -> str:
     return "-" if v is None else f"{float(v):.3f}"
+
+
+def _clear_keeping_claim(run_dir: Path) -> None:
+    """Empty ``run_dir`` except for a worker's claim (removing it would let another worker in)."""
+    for p in run_dir.iterdir():
+        if p.name == CLAIM:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
 
 
 def _finished(cell: Cell) -> bool:
@@ -375,6 +386,10 @@ def _run_grid(
             continue
         if worker and not claim(cell.run_dir):
             result.elsewhere += 1
+            continue
+        if worker and _finished(cell):  # finished (and released) by another worker since the check above
+            release(cell.run_dir)
+            result.skipped += 1
             continue
         record = _run_one(cfg, cell, samples, out, pre_done, pre_failed, progress, announce, worker)
         write_json(cell.run_dir / "cell.json", record)
