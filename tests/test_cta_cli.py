@@ -130,3 +130,23 @@ def test_a_batch_of_one_patch_at_a_one_voxel_bottleneck_is_refused_before_anythi
     assert run_cli([*base, "--out", tmp_path / "b", "--batch-size", "2", "--samples-per-epoch", "5"]) == 2
     assert "the last training batch" in capsys.readouterr().err
     assert run_cli([*base, "--out", tmp_path / "c", "--batch-size", "2", "--samples-per-epoch", "4"]) == 0
+
+
+def test_without_samples_per_epoch_a_last_batch_of_one_patch_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Without --samples-per-epoch an epoch is every planned patch: 4 patches in batches of 3 end with one."""
+    data = tmp_path / "five"
+    assert (
+        run_cli(["cta", "synth", "--out", data, "-n", "5", "--spacing", "1.0", "--shape", "16", "32", "32"])
+        == 0
+    )
+    run = tmp_path / "r"
+    args = ["cta", "train", "--data", data, "--out", run, "--dims", "3", "--crop", "16", "--crop-depth", "8",
+            "--width", "4", "--val", "1", "--epochs", "1", "--min-size", "5", "--precision", "fp32",
+            "--no-progress", "--batch-size", "3"]  # fmt: skip
+    capsys.readouterr()
+    assert run_cli(args) == 2  # was a ValueError from BatchNorm in the first epoch's last batch
+    err = capsys.readouterr().err
+    assert "the last training batch" in err and "(4 patch(es) per epoch, 3 per batch" in err
+    assert not (run / "model.safetensors").exists()

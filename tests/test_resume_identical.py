@@ -125,3 +125,25 @@ def test_unsupervised_fit_resumes_to_the_same_weights(
                        "--precision", "fp32", "--no-progress"]  # fmt: skip
     assert run_cli([*args, "--out", tmp_path / "ref"]) == 0
     assert _same(_weights(tmp_path / "ref"), _killed_and_resumed(args, tmp_path / "cut", monkeypatch))
+
+
+def test_streams_nested_deep_in_a_semi_supervised_loader_are_kept() -> None:
+    """SemiDataset wraps the labeled dataset: the OneOf's noise stream sits 9 levels below the loader
+    (a depth cap of 8 left it out, and a resumed ``--semi`` run drew other noise than the run left alone)."""
+    import numpy as np
+    from torch.utils.data import DataLoader
+
+    from angioseg.semi.data import SemiDataset
+    from angioseg.train.arrays import ArrayDataset
+    from angioseg.train.finetune import FinetuneConfig, train_transform
+    from angioseg.train.rng import RandomStreams
+
+    transform = train_transform(FinetuneConfig(augment=True))
+    images = [np.zeros((8, 8), np.float32)] * 2
+    loader = DataLoader(SemiDataset(ArrayDataset(images, images, transform=transform), images, 0))
+    noise = transform.transforms[-1].transforms[-1].rand_gaussian_noise.R  # OneOf -> RandGaussianNoised
+    streams = RandomStreams()
+    streams.roots.append(loader)
+    kept = [id(s) for s in streams.streams()]
+    assert id(noise) in kept
+    assert id(loader.dataset.rng) in kept and id(transform.R) in kept

@@ -175,6 +175,9 @@ def _loaders(
     n = cfg.samples_per_epoch
     sampler = RandomSampler(train_ds, replacement=n is not None, num_samples=n, generator=gen)
     batch = per_process_batch(cfg.batch_size, trainer)
+    # run_train checks before writing anything, but without --samples-per-epoch an epoch is every
+    # planned patch (at least one batch), known only now: its last batch may hold a single patch.
+    _check_bottleneck(cfg, len(sampler), batch, int(trainer.world_size))
     tl = DataLoader(train_ds, batch_size=batch, sampler=shard(sampler, trainer))
     vl = DataLoader(val_ds, batch_size=batch, sampler=eval_sampler(val_ds, trainer, "validation patches"))
     return (

@@ -35,7 +35,10 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 _WALKED = ("angioseg", "monai", "torch.utils.data")  # classes whose attributes hold streams
-_MAX_DEPTH = 8
+# Only a guard against pathological nesting (cycles are cut by ``seen``): a stream past it is silently
+# left out. 8 was one level too few for semi-supervised fine-tuning (the OneOf's RandGaussianNoise R of
+# the paper's augmentations sits 9 levels below the DataLoader when SemiDataset wraps the dataset).
+_MAX_DEPTH = 64
 
 
 def _streams(root: Any) -> Iterator[Any]:
