@@ -85,7 +85,7 @@ def _experiment_yaml(root: Path) -> None:
         "finetune": {
             "epochs": 3,
             "batch_size": 2,
-            "min_steps_per_epoch": 2,
+            "min_steps_per_epoch": 8,
             "patience": 10,
             "precision": "fp32",
         },
@@ -123,7 +123,7 @@ COMMANDS = {
         _cta_synth,
         _argv(
             "cta train --data {d}/cta --out {r} --dims 3 --crop 16 --crop-depth 8 --epochs 6 "
-            "--samples-per-epoch 8 --min-size 5 --no-progress " + TINY.replace("{b}", "2")
+            "--samples-per-epoch 32 --min-size 5 --no-progress " + TINY.replace("{b}", "2")
         ),
     ),
     "unsupervised fit": Command(
@@ -176,6 +176,28 @@ def logged_epochs(run: Path) -> int:
         except Exception:  # a log cut by the kill mid-line
             continue
     return best + 1
+
+
+def run_epochs(run: Path) -> dict[str, int]:
+    """Epochs completed per training run under ``run`` (each ``last.ckpt``, by its folder)."""
+    import torch
+
+    out = {}
+    for p in run.rglob("last.ckpt"):
+        try:
+            out[str(p.relative_to(run).parent)] = (
+                int(torch.load(p, map_location="cpu", weights_only=False)["epoch"]) + 1
+            )
+        except Exception:
+            out[str(p.relative_to(run).parent)] = 0
+    return out
+
+
+def mid_training(run: Path, ref: Path) -> bool:
+    """Whether some run of ``run`` has a checkpoint with epochs still to train (the reference ran
+    more): a resume then continues mid-training, where the random streams matter."""
+    done, total = run_epochs(run), run_epochs(ref)
+    return any(0 < e < total.get(k, 0) for k, e in done.items())
 
 
 def checkpoint_epochs(run: Path) -> int:
@@ -247,7 +269,7 @@ def timed_reference(argv: list[str], out: Path) -> tuple[int, float, int, float]
         proc = subprocess.Popen([*CLI, *argv], stdout=subprocess.DEVNULL, stderr=err, text=True)
         while proc.poll() is None:
             writes.poll(time.perf_counter() - t)
-            time.sleep(0.2)
+            time.sleep(0.05)
         wall = time.perf_counter() - t
         if proc.returncode != 0:
             err.seek(0)
@@ -350,7 +372,7 @@ def chain(
                 due = now + extra
             if due is not None and now >= due:
                 break
-            time.sleep(0.2)
+            time.sleep(0.05)
         delay = time.perf_counter() - t
         if proc.poll() is not None:
             break  # the run finished before this kill
@@ -367,6 +389,8 @@ def chain(
                 "epochs_done": done,
                 "resumed_from": saved,
                 "epochs_lost": max(done - saved, 0),
+                "mid_training": mid_training(out, ref),
+                "chain": out.name,
                 "unreadable_after_kill": unreadable_outputs(out) if out.exists() else [],
             }
         )
@@ -419,6 +443,8 @@ def main() -> None:
                 f"{name}: {len(rs)} trials, {sum(bool(r['killed']) for r in rs)} killed, resumed ok "
                 f"{sum(r['resume_exit'] == 0 for r in rs)}, epochs lost max {max(lost)}, "
                 f"half-written files {sum(len(r['unreadable_after_kill']) for r in rs)}, "  # type: ignore[arg-type]
+                f"kills mid-training {sum(bool(r.get('mid_training')) for r in rs)}, "
+                f"final weights compared {len({r.get('chain', id(r)) for r in rs})} times, "
                 f"max weight diff vs reference {max(diffs) if diffs else 'n/a'} "
                 f"(runs differing: {len({r['max_weight_diff'] for r in rs if r['max_weight_diff']})})"
             )
