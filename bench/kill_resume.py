@@ -202,15 +202,7 @@ def mid_training(run: Path, ref: Path) -> bool:
 
 def checkpoint_epochs(run: Path) -> int:
     """Epochs completed by the newest ``last.ckpt`` under ``run`` (0 if none is readable)."""
-    import torch
-
-    best = 0
-    for p in run.rglob("last.ckpt"):
-        try:
-            best = max(best, int(torch.load(p, map_location="cpu", weights_only=False)["epoch"]) + 1)
-        except Exception:
-            pass
-    return best
+    return max(run_epochs(run).values(), default=0)
 
 
 def final_tensors(run: Path) -> dict[str, np.ndarray]:
