@@ -255,3 +255,73 @@ def test_folded_batchnorm_is_the_same_network(tiny_model: Path) -> None:
     x = torch.randn(2, 1, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         assert torch.allclose(folded(x), model.eval()(x), atol=1e-4)
+
+
+def test_prefetch_keeps_order_hands_over_work_errors_and_raises_the_iterables_own() -> None:
+    import threading
+
+    from angioseg.infer.stream import prefetch
+
+    def work(i: int) -> int:
+        if i == 3:
+            raise ValueError("bad batch 3")
+        return i * i
+
+    got = list(prefetch(range(8), work, depth=2))
+    assert [i for i, _ in got] == list(range(8))
+    assert [r for i, r in got if i != 3] == [i * i for i in range(8) if i != 3]
+    assert isinstance(got[3][1], ValueError)
+
+    def items() -> object:
+        yield 0
+        yield 1
+        raise OSError("disk gone")
+
+    seen: list[int] = []
+    with pytest.raises(OSError, match="disk gone"):
+        for i, _ in prefetch(items(), lambda i: i):  # type: ignore[arg-type]
+            seen.append(i)
+    assert seen == [0, 1]  # raised where it happened, after the good items
+
+    # leaving early stops the background thread (it does not run through the whole iterable)
+    pulled: list[int] = []
+
+    def endless() -> object:
+        i = 0
+        while True:
+            pulled.append(i)
+            yield i
+            i += 1
+
+    for i, _ in prefetch(endless(), lambda i: i, depth=2):  # type: ignore[arg-type]
+        if i == 5:
+            break
+    assert not any(t.name == "angioseg-prefetch" for t in threading.enumerate())
+    assert len(pulled) <= 5 + 1 + 2 + 1  # consumed, in the queue, in hand
+
+
+def test_pipelined_segment_writes_the_masks_of_one_batch_at_a_time(tiny_model: Path, tmp_path: Path) -> None:
+    """segment_inputs preprocesses the next batch on a background thread; the masks must be those
+    of Segmenter.segment_batch on the same frames, for a cine and single images mixed."""
+    from angioseg.predict import segment_inputs
+
+    pairs = held_out(7, 2 * IMAGE_SIZE, seed=9)
+    cine = write_dicom(tmp_path / "run.dcm", np.stack([im for im, _ in pairs[:5]]))
+    singles = [write_dicom(tmp_path / f"s{i}.dcm", pairs[5 + i][0]) for i in range(2)]
+    model, meta = load_model(tiny_model)
+    seg = Segmenter(model, meta, fast=True)
+    outs = []
+    for on in (True, False):
+        out = tmp_path / f"seg_{on}"
+        res = segment_inputs(
+            seg, [cine, *singles], out, progress=False, batch_size=2, overlays=False, prefetch_batches=on
+        )
+        assert not res.failed and len(res.rows) == 7
+        outs.append(out)
+    ims = [im for im, _ in pairs]
+    want = [m for b in ([0, 1], [2, 3], [4]) for m in seg.segment_batch([ims[i] for i in b])]
+    want += [seg.segment(ims[5]), seg.segment(ims[6])]  # the same batches as segment_inputs's
+    names = [f"run_f{i:03d}" for i in range(5)] + ["s0", "s1"]
+    for out in outs:
+        for name, w in zip(names, want, strict=True):
+            np.testing.assert_array_equal(read_mask(out / "masks" / f"{name}.png"), w)

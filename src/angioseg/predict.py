@@ -31,9 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from angioseg.data.io import IMAGER_UNCORRECTED, Frame, list_image_files, to_uint8, write_png
-from angioseg.data.preprocess import PreprocessConfig, preprocess_image, resize_image, restore_geometry
+from angioseg.data.preprocess import (
+    Geometry,
+    PreprocessConfig,
+    preprocess_image,
+    resize_image,
+    restore_geometry,
+)
 from angioseg.errors import AngiosegError, DataError
 from angioseg.infer.engines import (
     Engine,
@@ -47,7 +54,7 @@ from angioseg.infer.engines import (
 )
 from angioseg.infer.fastprep import fast_preprocess, restore_batch
 from angioseg.infer.outputs import CineOutputs, OrderedWriter, progress_columns
-from angioseg.infer.stream import batches, iter_file_frames
+from angioseg.infer.stream import batches, iter_file_frames, prefetch
 from angioseg.metrics.vessel import vessel_stats
 from angioseg.models.unet import UNet
 from angioseg.utils import atomic_open
@@ -62,6 +69,14 @@ def training_scale_shape(shape: tuple[int, ...], image_size: int) -> tuple[int, 
     h, w = shape[:2]
     factor = image_size / min(h, w)
     return max(image_size, round(h * factor)), max(image_size, round(w * factor))
+
+
+@dataclass
+class Prepared:
+    """A batch preprocessed by the fast path: the network's input and each frame's geometry."""
+
+    x: torch.Tensor
+    geoms: list[Geometry]
 
 
 class Segmenter:
@@ -130,9 +145,9 @@ class Segmenter:
         """:meth:`probability` of several images, through the network in one batch where possible."""
         if not images:
             return []
-        if self.fast_preprocess and len({im.shape for im in images}) == 1:
-            x, geoms = fast_preprocess(images, self.preprocess)
-            return restore_batch(self.engine(x), geoms)
+        batch = self.prepare(images)
+        if batch is not None:
+            return self.run_prepared(batch)
         if self.fast_preprocess:
             return [p for im in images for p in self.probabilities([im])]
         prepared = [preprocess_image(im, self.preprocess) for im in images]
@@ -145,6 +160,22 @@ class Segmenter:
         return [
             restore_geometry(p, g) for p, (_, g) in zip(probs, prepared, strict=True)
         ]  # native pixel grid
+
+    def prepare(self, images: Sequence[np.ndarray]) -> Prepared | None:
+        """The fast path's preprocessing of a batch of frames of one size, or ``None`` where the
+        batch takes another path. It touches no state of the segmenter, so it may run on another
+        thread while :meth:`run_prepared` runs the network on the batch before."""
+        if not (self.fast_preprocess and images and len({im.shape for im in images}) == 1):
+            return None
+        x, geoms = fast_preprocess(images, self.preprocess)
+        return Prepared(x, geoms)
+
+    def run_prepared(self, prepared: Prepared, rows: Sequence[int] | None = None) -> list[np.ndarray]:
+        """Vessel probabilities of a :meth:`prepare`d batch (only its ``rows``, if given)."""
+        x, geoms = prepared.x, prepared.geoms
+        if rows is not None:
+            x, geoms = x[list(rows)], [geoms[i] for i in rows]
+        return restore_batch(self.engine(x), geoms) if len(geoms) else []
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         return self.probability(image) >= self.threshold
@@ -239,6 +270,18 @@ def iter_frames(inputs: Sequence[str | Path], failed: list[tuple[str, str]]) -> 
             failed.append((str(f), exc.problem))
 
 
+def _prepare_batch(segmenter: Segmenter, batch: list[Frame]) -> Prepared | None:
+    return segmenter.prepare([fr.image for fr in batch])
+
+
+def _call(work: Callable[[list[Frame]], Prepared | None], batch: list[Frame]) -> Prepared | Exception | None:
+    """``work(batch)``, or its error (as :func:`~angioseg.infer.stream.prefetch` hands it over)."""
+    try:
+        return work(batch)
+    except Exception as exc:
+        return exc
+
+
 CSV_EVERY_S = 2.0  # vessels.csv is rewritten at most this often within a cine (and after every file)
 
 
@@ -252,6 +295,7 @@ def segment_inputs(
     warn: Callable[[str], None] | None = None,
     batch_size: int = 8,
     stats: bool = True,
+    prefetch_batches: bool = True,
 ) -> SegmentResult:
     """Segment files, folders and DICOM cine runs; write ``masks/``, ``overlays/`` and ``vessels.csv``.
 
@@ -266,6 +310,8 @@ def segment_inputs(
     cine with a bad frame keeps its good frames' masks but gets no stack or video). With
     ``skip_existing`` an interrupted batch is resumed: frames whose mask is already written are not
     recomputed. ``stats=False`` leaves the vessel geometry columns of ``vessels.csv`` empty.
+    ``prefetch_batches`` (default) decodes and preprocesses the next batch on a background thread
+    while the network runs (``False``: one after the other, as bench/bench_cine.py compares).
 
     ``vessels.csv`` says where each image's mm come from (``spacing_source``, see
     :func:`~angioseg.data.io.dicom_spacing`); a file whose spacing is not corrected for the
@@ -326,7 +372,14 @@ def segment_inputs(
         OrderedWriter() as writer,
     ):
         task = bar.add_task("segmenting", total=None)
-        for batch in batches(iter_frames(inputs, result.failed), batch_size):
+        # the next batch is decoded and preprocessed on a background thread while this one is in
+        # the network (and the one before is written on the writer's thread)
+        work = functools.partial(_prepare_batch, segmenter)
+        todo_batches = batches(iter_frames(inputs, result.failed), batch_size)
+        pipeline = (
+            prefetch(todo_batches, work) if prefetch_batches else ((b, _call(work, b)) for b in todo_batches)
+        )
+        for batch, prepared in pipeline:
             names = []
             for fr in batch:
                 note = None if fr.source in warned else uncorrected_spacing_warning(fr)
@@ -342,7 +395,14 @@ def segment_inputs(
             todo = [i for i, d in enumerate(done) if not (skip_existing and d.exists())]
             masks: dict[int, np.ndarray] = {i: read_mask(done[i]) for i in range(len(batch)) if i not in todo}
             try:
-                masks.update(zip(todo, segmenter.segment_batch([batch[i].image for i in todo]), strict=True))
+                if isinstance(prepared, Prepared):
+                    probs = segmenter.run_prepared(prepared, todo)
+                    found = [p >= segmenter.threshold for p in probs]
+                elif isinstance(prepared, BaseException):
+                    raise prepared
+                else:
+                    found = segmenter.segment_batch([batch[i].image for i in todo])
+                masks.update(zip(todo, found, strict=True))
             except Exception:  # one bad frame must not cost the batch: retry one by one
                 for i in todo:
                     try:

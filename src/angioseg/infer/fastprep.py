@@ -187,7 +187,11 @@ def fast_preprocess(
         # the standard path's 5 x 5 dilation, plus the pixel over which the cubic resize has
         # smeared the dark corner into its neighbours (they must be filled, not used as known)
         r = round(2 * max(size[0] / h, size[1] / w)) + (1 if (h, w) != size else 0)
-        m = F.max_pool2d(m, 2 * r + 1, stride=1, padding=r) > 0
+        k = 2 * r + 1  # a square max filter as two 1-D passes (the same result, ~k/2 times cheaper)
+        m = (
+            F.max_pool2d(F.max_pool2d(m, (k, 1), stride=1, padding=(r, 0)), (1, k), stride=1, padding=(0, r))
+            > 0
+        )
         x[holes] = push_pull_fill(x[holes], m)
     gain = 1.0
     if cfg.unsharp and cfg.unsharp_amount != 0:
@@ -209,15 +213,12 @@ def _lost_variance(
 ) -> torch.Tensor:
     """Per frame, the variance over the native grid of ``native - upsampled(small)`` (``N x 1 x 1 x 1``),
     counting dark-corner pixels (inpainted, hence smooth, in the standard path) as zero."""
-    up = F.interpolate(small, size=native.shape[-2:], mode="bilinear", align_corners=False)
-    detail = native - up
-    keep = torch.ones_like(detail)
+    detail = native - F.interpolate(small, size=native.shape[-2:], mode="bilinear", align_corners=False)
     for i, hole in enumerate(holes):
         if hole is not None:
-            keep[i, 0] = torch.from_numpy(~hole).to(detail.dtype)
-    detail = detail * keep
-    mean = detail.mean(dim=(2, 3), keepdim=True)
-    return (detail**2).mean(dim=(2, 3), keepdim=True) - mean**2
+            detail[i, 0][torch.from_numpy(hole)] = 0.0
+    var, _ = torch.var_mean(detail, dim=(2, 3), keepdim=True, correction=0)
+    return var
 
 
 def restore_batch(prob: torch.Tensor, geoms: Sequence[Geometry]) -> list[np.ndarray]:

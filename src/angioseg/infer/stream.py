@@ -10,8 +10,11 @@ first pass (as ``read_frames`` does), so such files are decoded twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -19,6 +22,8 @@ from angioseg.data.io import Frame, _to_channel, dicom_spacing, frame_name, is_d
 from angioseg.errors import DataError
 
 MIN_SIDE = 8
+T = TypeVar("T")
+R = TypeVar("R")
 
 
 def _dicom_header(path: Path) -> object | None:
@@ -117,3 +122,64 @@ def batches(frames: Iterable[Frame], size: int) -> Iterator[list[Frame]]:
         batch.append(fr)
     if batch:
         yield batch
+
+
+_DONE = object()
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+def prefetch(
+    items: Iterable[T], work: Callable[[T], R], depth: int = 2
+) -> Iterator[tuple[T, R | BaseException]]:
+    """``(item, work(item))`` for each item, computed on one background thread up to ``depth``
+    items ahead of the consumer (decoding and preprocessing the next batch while the network runs
+    on this one; numpy, pydicom's decoders and torch release the GIL for most of it).
+
+    An error of ``work`` is yielded in place of its result (the consumer decides: a batch that fails
+    to preprocess is retried frame by frame); an error of ``items`` itself is raised in the consumer
+    at the point where it happened. Leaving the loop early (``break``, an exception) stops the
+    thread at its next item.
+    """
+    q: queue.Queue[object] = queue.Queue(maxsize=max(1, depth))
+    stop = threading.Event()
+
+    def put(obj: object) -> bool:
+        while not stop.is_set():
+            try:
+                q.put(obj, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def run() -> None:
+        try:
+            for item in items:
+                try:
+                    res: object = work(item)
+                except Exception as exc:  # handed to the consumer with its item
+                    res = exc
+                if not put((item, res)):
+                    return
+        except BaseException as exc:  # the iterable's own error: raised in the consumer
+            put(_Raised(exc))
+            return
+        put(_DONE)
+
+    thread = threading.Thread(target=run, name="angioseg-prefetch", daemon=True)
+    thread.start()
+    try:
+        while True:
+            got = q.get()
+            if got is _DONE:
+                break
+            if isinstance(got, _Raised):
+                raise got.exc
+            yield got  # type: ignore[misc]
+    finally:
+        stop.set()
+        thread.join()
