@@ -28,8 +28,8 @@ section also prints the load average, and says "measured under load" when the 1-
 average exceeds the core count; since the segment path runs three threads (prefetch, network,
 writer), the bench's own threads count in that average, so the per-row figure is the one to read.
 
-With ``--student``, ``--prefetch-rounds`` (default 3) rounds time the student with the next batch
-decoded and preprocessed on a background thread (the default of ``segment``) and without, in turn.
+With ``--student``, ``--prefetch-rounds`` (default 3) rounds time the student (with the last of
+``--engines``) with the next batch decoded and preprocessed on a background thread (the default of ``segment``) and without, in turn.
 
 Run alone on an otherwise idle machine: ``python bench/bench_cine.py --model RUN --student STUDENT``.
 """
@@ -37,6 +37,7 @@ Run alone on an otherwise idle machine: ``python bench/bench_cine.py --model RUN
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import sys
@@ -182,7 +183,11 @@ def main() -> None:
     ap.add_argument("--paper-frames", type=int, default=5, help="frames for the paper UNet")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--student", type=Path, help="distilled student (angioseg distill) of --model")
-    ap.add_argument("--engines", default="torch,onnx", help="comma-separated engines to time")
+    ap.add_argument(
+        "--engines",
+        default="torch,onnx,openvino",
+        help="comma-separated engines to time (openvino is skipped when not installed)",
+    )
     ap.add_argument(
         "--outputs", choices=("all", "full"), default="all", help="full: only the run with every output"
     )
@@ -199,6 +204,10 @@ def main() -> None:
     if args.stream_child:
         stream_child(args.stream_child, args.model, args.out_dir)
         return
+    engines = args.engines.split(",")
+    if "openvino" in engines and importlib.util.find_spec("openvino") is None:
+        print("openvino is not installed (pip install 'angioseg[openvino]'): not timed")
+        engines.remove("openvino")
     work = Path(tempfile.mkdtemp(prefix="bench_cine_"))
     print(
         f"torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
@@ -238,7 +247,7 @@ def main() -> None:
     for role, net, net_meta in runs:
         print(f"\n{role}: end to end (segment path, masks written), frames/s | CPU ms/frame | peak MiB")
         print(f"  ({load_line()})")
-        for engine in args.engines.split(","):
+        for engine in engines:
             seg = Segmenter(net, net_meta, fast=True, engine=engine)
             for label, kw in configs:
                 fps, mib, n, cpu = end_to_end(seg, cine, work / f"out_{role}_{engine}_{len(kw)}", **kw)
@@ -246,7 +255,7 @@ def main() -> None:
                     if kw == wanted:
                         best[role, key] = max(best.get((role, key), 0.0), fps)
                 print(
-                    f"  --fast --engine {engine:5s} {label:44s} {fps:7.1f} | {cpu:5.0f} | {mib:7.0f}  ({n} frames; "
+                    f"  --fast --engine {engine:8s} {label:44s} {fps:7.1f} | {cpu:5.0f} | {mib:7.0f}  ({n} frames; "
                     f"other processes: {LAST_OTHERS[-1]:.2f} cores)"
                 )
             print(
@@ -255,10 +264,10 @@ def main() -> None:
 
     if args.student and args.prefetch_rounds:
         print(
-            "\nstudent, --engine torch, masks written: the next batch decoded and preprocessed on a "
+            f"\nstudent, --engine {engines[-1]}, masks written: the next batch decoded and preprocessed on a "
             "background thread (prefetch, the default) or not, rounds interleaved, frames/s"
         )
-        seg = Segmenter(student, student_meta, fast=True)
+        seg = Segmenter(student, student_meta, fast=True, engine=engines[-1])
         for r in range(args.prefetch_rounds):
             got = []
             for on in (True, False):
@@ -296,10 +305,10 @@ def main() -> None:
     print("\nDice on the CIMAT test split, fast vs standard path, same weights (|diff| <= 0.005)")
     samples = held_out_test_split(DATA / "xca_cimat40")
     standard = Segmenter(dice_model, dice_meta)
-    for engine in args.engines.split(","):
+    for engine in engines:
         fast = Segmenter(dice_model, dice_meta, fast=True, engine=engine)
         ag = compare_dice(samples, standard.segment_batch, fast.segment_batch)
-        print_agreement(f"{engine:5s} standard", "fast", ag, 0.005, len(samples))
+        print_agreement(f"{engine:8s} standard", "fast", ag, 0.005, len(samples))
     if args.student:
         print(
             "\nDice on the same test split, student vs its teacher (--model), same path (student >= teacher - 0.01)"

@@ -350,7 +350,11 @@ def segment(
         ),
     ] = False,
     engine: Annotated[
-        str, typer.Option(help="Inference engine: torch or onnx (ONNX Runtime, fp32).")
+        str,
+        typer.Option(
+            help="Inference engine: torch, onnx (ONNX Runtime, fp32) or openvino (OpenVINO; bf16 with --fast "
+            "on CPUs with native bf16, the fastest on Intel CPUs; pip install 'angioseg[openvino]')."
+        ),
     ] = "torch",
     mode: Annotated[
         str,
