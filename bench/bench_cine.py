@@ -18,8 +18,10 @@ Builds a ``--frames``-frame (default 100) 512 x 512 XA DICOM cine from real ARCA
 depend on the weights, and the Dice check then uses the tiny model of tests/tiny_model.py, trained
 here in a few seconds). ``--student RUN`` (a distilled student, ``angioseg distill``) is timed the
 same way, and its Dice is compared with the ``--model``'s (its teacher) on the same CIMAT test
-split: a student at most 0.01 below its teacher passes. Thread count: ``--threads`` (default: torch's choice, the physical
-cores).
+split: a student at most 0.01 below its teacher passes. Threads: the end-to-end runs use what
+``segment --fast`` uses (the torch engine: all cores; onnx and openvino: ``pipeline_threads()``,
+one less than the cores, at least 1, for the network; the prefetch and writer threads come on
+top), the model-only figures all cores; ``--threads N`` sets both.
 
 Besides frames/s (wall clock), each end-to-end row gives the process's CPU time per frame, which a
 loaded machine inflates much less than the wall clock, and the cores that *other* processes used
@@ -53,6 +55,7 @@ sys.path.insert(0, str(ROOT))  # tests.dicom_utils, tests.tiny_model
 
 from angioseg.data.io import read_image  # noqa: E402
 from angioseg.infer.agreement import Agreement, compare_dice, held_out_test_split  # noqa: E402
+from angioseg.infer.engines import pipeline_threads  # noqa: E402
 from angioseg.models.unet import UNet  # noqa: E402
 from angioseg.predict import Segmenter, segment_inputs  # noqa: E402
 from angioseg.train.checkpoint import load_model, segmentation_meta  # noqa: E402
@@ -199,6 +202,8 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    all_threads = torch.get_num_threads()
+    e2e_threads = args.threads or pipeline_threads()
     if args.student and not args.model:
         sys.exit("--student needs --model (its teacher)")
     if args.stream_child:
@@ -210,7 +215,8 @@ def main() -> None:
         engines.remove("openvino")
     work = Path(tempfile.mkdtemp(prefix="bench_cine_"))
     print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}"
+        f"torch {torch.__version__}, {all_threads} threads ({e2e_threads} for onnx/openvino in the end-to-end runs), "
+        f"{torch.backends.cpu.get_cpu_capability()}"
     )
     print(load_line())
     if args.model:
@@ -248,7 +254,9 @@ def main() -> None:
         print(f"\n{role}: end to end (segment path, masks written), frames/s | CPU ms/frame | peak MiB")
         print(f"  ({load_line()})")
         for engine in engines:
-            seg = Segmenter(net, net_meta, fast=True, engine=engine)
+            threads = args.threads or (all_threads if engine == "torch" else e2e_threads)  # as segment --fast
+            torch.set_num_threads(threads)
+            seg = Segmenter(net, net_meta, fast=True, engine=engine, threads=threads)
             for label, kw in configs:
                 fps, mib, n, cpu = end_to_end(seg, cine, work / f"out_{role}_{engine}_{len(kw)}", **kw)
                 for key, wanted in (("every output", {}), ("masks written", MASKS_ONLY)):
@@ -258,8 +266,11 @@ def main() -> None:
                     f"  --fast --engine {engine:8s} {label:44s} {fps:7.1f} | {cpu:5.0f} | {mib:7.0f}  ({n} frames; "
                     f"other processes: {LAST_OTHERS[-1]:.2f} cores)"
                 )
+            torch.set_num_threads(all_threads)
+            seg = Segmenter(net, net_meta, fast=True, engine=engine, threads=all_threads)
             print(
-                f"  model only, engine {engine}, batches of 8 at {seg.image_size}²: {model_only(seg):7.1f} frames/s"
+                f"  model only, engine {engine}, batches of 8 at {seg.image_size}², {all_threads} threads: "
+                f"{model_only(seg):7.1f} frames/s"
             )
 
     if args.student and args.prefetch_rounds:
@@ -267,7 +278,9 @@ def main() -> None:
             f"\nstudent, --engine {engines[-1]}, masks written: the next batch decoded and preprocessed on a "
             "background thread (prefetch, the default) or not, rounds interleaved, frames/s"
         )
-        seg = Segmenter(student, student_meta, fast=True, engine=engines[-1])
+        threads = args.threads or (all_threads if engines[-1] == "torch" else e2e_threads)
+        torch.set_num_threads(threads)
+        seg = Segmenter(student, student_meta, fast=True, engine=engines[-1], threads=threads)
         for r in range(args.prefetch_rounds):
             got = []
             for on in (True, False):
@@ -282,6 +295,7 @@ def main() -> None:
                 + f"; other processes: {max(LAST_OTHERS[-2:]):.2f} cores"
             )
 
+    torch.set_num_threads(all_threads)  # the paper's UNet: all cores, one frame at a time
     paper = UNet(width=64).eval()
     seg64 = Segmenter(paper, segmentation_meta(paper, meta["preprocess"]))
     frames = read_frames_head(cine, args.paper_frames + 1)

@@ -362,6 +362,7 @@ def test_openvino_engine_agrees_with_torch_keeps_the_fast_path_dice_and_stays_of
         assert got.shape == ref.shape == (3, IMAGE_SIZE, IMAGE_SIZE)
         assert float((got - ref).abs().max()) < tol
         assert float(ov_seg.engine(x[:1]).sub(got[:1]).abs().max()) < 1e-5  # any batch size
+    assert Segmenter(model, meta, fast=True, engine="openvino", threads=1).engine.threads == 1  # type: ignore[attr-defined]
     samples = held_out_test_split(shared_data("xca_cimat40"))
     standard = Segmenter(model, meta)
     fast_ov = Segmenter(model, meta, fast=True, engine="openvino")
@@ -379,3 +380,46 @@ def test_openvino_engine_without_openvino_is_a_clear_error(
     model, meta = load_model(tiny_model)
     with pytest.raises(AngiosegError, match=r"--engine openvino needs OpenVINO: pip install"):
         Segmenter(model, meta, fast=True, engine="openvino")
+
+
+def test_segment_fast_runs_exported_graphs_on_one_core_less_and_restores_the_thread_count(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import angioseg.predict as predict
+
+    seen: list[int | None] = []
+    real = predict.Segmenter.__init__
+
+    def spy(self: Segmenter, *args: object, **kwargs: object) -> None:
+        seen.append(kwargs.get("threads"))  # type: ignore[arg-type]
+        seen.append(torch.get_num_threads())
+        real(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(predict.Segmenter, "__init__", spy)
+    image = write_dicom(tmp_path / "one.dcm", held_out(1, 2 * IMAGE_SIZE, seed=4)[0][0])
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        args = [
+            "segment",
+            image,
+            "--model",
+            tiny_model,
+            "--out",
+            tmp_path / "a",
+            "--fast",
+            "--engine",
+            "onnx",
+        ]
+        assert run_cli(args) == 0
+        assert seen[-2:] == [2, 2]  # one less than the 3 cores torch would use
+        assert torch.get_num_threads() == 3  # restored
+        assert run_cli(["segment", image, "--model", tiny_model, "--out", tmp_path / "t", "--fast"]) == 0
+        assert seen[-2:] == [None, 3]  # the torch engine keeps every core
+        args = ["segment", image, "--model", tiny_model, "--out", tmp_path / "b", "--threads", "1"]
+        assert run_cli(args) == 0
+        assert seen[-2:] == [1, 1] and torch.get_num_threads() == 3
+        assert run_cli(["segment", image, "--model", tiny_model, "--out", tmp_path / "c"]) == 0
+        assert seen[-2:] == [None, 3]  # the standard path keeps every core
+    finally:
+        torch.set_num_threads(before)

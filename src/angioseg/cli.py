@@ -373,6 +373,16 @@ def segment(
         ),
     ] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Frames per network call.")] = 8,
+    threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            show_default=False,
+            help="Threads for the network (and torch's preprocessing) (default: with --fast and the onnx or "
+            "openvino engine, one less than the cores, as a second thread decodes and preprocesses the "
+            "next batch and a third writes the last; else all cores).",
+        ),
+    ] = None,
     no_overlay: Annotated[
         bool, typer.Option("--no-overlay", help="Do not write overlay PNGs or cine overlay videos.")
     ] = False,
@@ -391,23 +401,40 @@ def segment(
     cine/<file>.masks.tif (all its masks) and cine/<file>.overlay.mp4 (an animated GIF when PyAV,
     the 'video' extra, is not installed) instead of one overlay PNG per frame.
     """
-    from angioseg.infer.engines import DEFAULT_TTA, check_engine, check_tta
+    import torch
+
+    from angioseg.infer.engines import DEFAULT_TTA, check_engine, check_tta, pipeline_threads
     from angioseg.predict import Segmenter, segment_inputs
 
     tta = check_tta(tta if tta is not None else "none" if fast else DEFAULT_TTA)
-    seg = Segmenter.from_checkpoint(
-        model, fast=fast, mode=mode, threshold=threshold, engine=check_engine(engine), tta=tta
-    )
-    res = segment_inputs(
-        seg,
-        inputs,
-        out,
-        overlays=not no_overlay,
-        skip_existing=skip_existing,
-        batch_size=batch_size,
-        stats=not no_stats,
-        warn=lambda line: console.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True),
-    )
+    threads = threads or (pipeline_threads() if fast and engine != "torch" else None)
+    before = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        seg = Segmenter.from_checkpoint(
+            model,
+            fast=fast,
+            mode=mode,
+            threshold=threshold,
+            engine=check_engine(engine),
+            tta=tta,
+            threads=threads,
+        )
+        res = segment_inputs(
+            seg,
+            inputs,
+            out,
+            overlays=not no_overlay,
+            skip_existing=skip_existing,
+            batch_size=batch_size,
+            stats=not no_stats,
+            warn=lambda line: console.print(
+                f"warning: {line}", markup=False, highlight=False, soft_wrap=True
+            ),
+        )
+    finally:
+        torch.set_num_threads(before)  # as it was (the command may run inside another program)
     out_console.print(f"segmented {len(res.rows)} image(s) into {out}/masks; vessel table: {out}/vessels.csv")
     for path in res.outputs:
         out_console.print(f"cine output: {path}", highlight=False)

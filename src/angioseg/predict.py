@@ -94,6 +94,7 @@ class Segmenter:
         device: str | None = None,
         engine: str | Engine = "torch",
         tta: str = "none",
+        threads: int | None = None,
     ) -> None:
         if mode not in MODES:
             raise AngiosegError(f"--mode must be one of {MODES}, got {mode!r}")
@@ -117,9 +118,9 @@ class Segmenter:
         if not isinstance(engine, str):
             self.engine: Engine = engine
         elif check_engine(engine) == "onnx":
-            self.engine = OnnxEngine(onnx_bytes(self.model, self.image_size or 256))
+            self.engine = OnnxEngine(onnx_bytes(self.model, self.image_size or 256), threads)
         elif engine == "openvino":
-            self.engine = OpenVinoEngine(onnx_bytes(self.model, self.image_size or 256), fast=fast)
+            self.engine = OpenVinoEngine(onnx_bytes(self.model, self.image_size or 256), fast, threads)
         else:
             self.engine = TorchEngine(self.model, fast=fast)
         self.tta = check_tta(tta)
@@ -135,7 +136,9 @@ class Segmenter:
             from angioseg.train.checkpoint import resolve_checkpoint
 
             size = PreprocessConfig.from_dict(meta.get("preprocess")).image_size or 256
-            kwargs["engine"], _ = onnx_engine_for(resolve_checkpoint(path)[0], model, size)
+            kwargs["engine"], _ = onnx_engine_for(
+                resolve_checkpoint(path)[0], model, size, kwargs.get("threads")
+            )
         try:
             return cls(model, meta, **kwargs)
         except AngiosegError as exc:
@@ -286,6 +289,7 @@ def _call(work: Callable[[list[Frame]], Prepared | None], batch: list[Frame]) ->
         return exc
 
 
+MASK_PNG_LEVEL = 1  # mask PNGs: fast zlib (a 512² mask ~7 kB instead of ~4 kB, ~1 ms less per frame)
 CSV_EVERY_S = 2.0  # vessels.csv is rewritten at most this often within a cine (and after every file)
 
 
@@ -357,7 +361,7 @@ def segment_inputs(
                 continue
             mask = masks[i]
             if i in todo:
-                write_png(out / "masks" / f"{names[i]}.png", mask)
+                write_png(out / "masks" / f"{names[i]}.png", mask, compress_level=MASK_PNG_LEVEL)
             multi = fr.frame is not None
             if overlays and (i in todo or multi):
                 rgb = overlay(fr.image, mask)

@@ -394,8 +394,9 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round((image - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def write_png(path: str | Path, array: np.ndarray) -> None:
-    """Write a uint8 (gray or RGB) or bool array as PNG, atomically."""
+def write_png(path: str | Path, array: np.ndarray, compress_level: int = 6) -> None:
+    """Write a uint8 (gray or RGB) or bool array as PNG, atomically (zlib ``compress_level`` 0-9;
+    1 is about 1.5x faster to write than Pillow's default 6, for binary masks ~1.6x the bytes)."""
     from PIL import Image
 
     arr = np.asarray(array)
@@ -404,7 +405,7 @@ def write_png(path: str | Path, array: np.ndarray) -> None:
     if arr.dtype != np.uint8:
         raise TypeError(f"write_png expects uint8 or bool, got {arr.dtype}")
     with atomic_path(path) as tmp:
-        Image.fromarray(arr).save(tmp, format="PNG")
+        Image.fromarray(arr).save(tmp, format="PNG", compress_level=compress_level)
 
 
 def unique_stems(paths: Sequence[Path]) -> dict[str, Path]:

@@ -98,6 +98,16 @@ def default_threads() -> int:
     return max(1, torch.get_num_threads() or os.cpu_count() or 1)
 
 
+def pipeline_threads() -> int:
+    """Network threads for ``segment --fast`` with the onnx or openvino engine: one less than
+    :func:`default_threads` (at least 1), since a prefetch thread decodes and preprocesses the next
+    batch and a writer thread writes the last one meanwhile (on the 2-core development machine, the
+    OpenVINO student: 71-75 frames/s with 1 network thread against 58-70 with 2). The torch engine
+    keeps every core: its width-16 network takes most of the time (30 frames/s with 2 threads, 25
+    with 1; docs/results/speed.md)."""
+    return max(1, default_threads() - 1)
+
+
 class OnnxEngine:
     name = "onnx"
 
@@ -155,6 +165,7 @@ class OpenVinoEngine:
         except Exception as exc:  # OpenVINO raises RuntimeError for graphs it cannot read or compile
             raise AngiosegError(f"exported graph: OpenVINO cannot compile it ({exc})") from None
         self.precision = "bf16" if bf16 else "fp32"
+        self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         self.request = compiled.create_infer_request()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

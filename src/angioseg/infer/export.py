@@ -91,7 +91,9 @@ def export_model(model_path: str | Path, fmt: str = "onnx", out: str | Path | No
     return target
 
 
-def onnx_engine_for(weights: Path, model: UNet, image_size: int) -> tuple[OnnxEngine, str]:
+def onnx_engine_for(
+    weights: Path, model: UNet, image_size: int, threads: int | None = None
+) -> tuple[OnnxEngine, str]:
     """An ONNX Runtime engine for a checkpoint, and where its graph came from.
 
     The exported graph beside the weights is used when its contract names these exact weights
@@ -106,5 +108,5 @@ def onnx_engine_for(weights: Path, model: UNet, image_size: int) -> tuple[OnnxEn
         except (OSError, ValueError):
             recorded = None
         if recorded == sha256(weights):
-            return OnnxEngine(graph), str(graph)
-    return OnnxEngine(onnx_bytes(model, image_size)), "exported in memory"
+            return OnnxEngine(graph, threads), str(graph)
+    return OnnxEngine(onnx_bytes(model, image_size), threads), "exported in memory"
