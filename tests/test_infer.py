@@ -46,6 +46,18 @@ def test_wide_blur_on_a_coarse_grid_matches_the_direct_blur() -> None:
     assert float((exact - coarse).abs().mean()) < 0.5
 
 
+def test_image_variance_is_torchs_population_variance_even_far_from_zero() -> None:
+    from angioseg.infer.fastprep import image_variance
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 1, 64, 48, generator=g) * torch.tensor([0.5, 2.0, 30.0]).view(3, 1, 1, 1)
+    x = x + torch.tensor([0.0, 200.0, 1e4]).view(3, 1, 1, 1)  # an 8-bit-like offset, and a large one
+    want = x.double().var(dim=(2, 3), keepdim=True, correction=0)
+    got = image_variance(x)
+    assert got.shape == (3, 1, 1, 1)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=0)
+
+
 def test_push_pull_fill_keeps_known_pixels_and_fills_smoothly() -> None:
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     ramp = (2 * xx + yy)[None, None]

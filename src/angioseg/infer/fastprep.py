@@ -203,9 +203,18 @@ def fast_preprocess(
         # variance includes the fine detail that the resize removes (25 % of the std on a noisy
         # CIMAT frame), added back here
         mean = x.mean(dim=(2, 3), keepdim=True)
-        std = (x.var(dim=(2, 3), keepdim=True, correction=0) + gain**2 * lost).sqrt()
+        std = (image_variance(x) + gain**2 * lost).sqrt()
         x = (x - mean) / torch.where(std > 1e-8, std, torch.ones_like(std))
     return x.float().contiguous(), [p[2] for p in parts]
+
+
+def image_variance(x: torch.Tensor) -> torch.Tensor:
+    """Population variance of each image of ``N x 1 x H x W`` (``N x 1 x 1 x 1``), in two passes
+    (mean, then mean square deviation): the same as ``x.var(dim=(2, 3), correction=0)`` to float
+    rounding, and ~4x cheaper on a CPU than torch's one-pass (Welford) reduction."""
+    flat = x.flatten(1)
+    centred = flat - flat.mean(1, keepdim=True)
+    return (centred * centred).mean(1).view(-1, 1, 1, 1)
 
 
 def _lost_variance(
@@ -217,8 +226,7 @@ def _lost_variance(
     for i, hole in enumerate(holes):
         if hole is not None:
             detail[i, 0][torch.from_numpy(hole)] = 0.0
-    var, _ = torch.var_mean(detail, dim=(2, 3), keepdim=True, correction=0)
-    return var
+    return image_variance(detail)
 
 
 def restore_batch(prob: torch.Tensor, geoms: Sequence[Geometry]) -> list[np.ndarray]:
