@@ -31,7 +31,9 @@ average exceeds the core count; since the segment path runs three threads (prefe
 writer), the bench's own threads count in that average, so the per-row figure is the one to read.
 
 With ``--student``, ``--prefetch-rounds`` (default 3) rounds time the student (with the last of
-``--engines``) with the next batch decoded and preprocessed on a background thread (the default of ``segment``) and without, in turn.
+``--engines``) with the next batch decoded and preprocessed on a background thread (the default of ``segment``) and without, in turn;
+``--thread-rounds`` (default 3) rounds time it with the network on one core less (what ``segment
+--fast`` does for onnx and openvino) and on every core, in turn.
 
 Run alone on an otherwise idle machine: ``python bench/bench_cine.py --model RUN --student STUDENT``.
 """
@@ -197,6 +199,12 @@ def main() -> None:
     ap.add_argument(
         "--prefetch-rounds", type=int, default=3, help="student: rounds of prefetch on/off (0: skip)"
     )
+    ap.add_argument(
+        "--thread-rounds",
+        type=int,
+        default=3,
+        help="student, last engine if not torch: rounds of network threads as segment --fast vs all cores (0: skip)",
+    )
     ap.add_argument("--stream-child", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--out-dir", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -289,6 +297,27 @@ def main() -> None:
                 got.append(
                     f"{'prefetch' if on else 'one after the other'} {fps:5.1f} ({cpu:3.0f} ms CPU/frame)"
                 )
+            print(
+                f"  round {r + 1}: "
+                + ", ".join(got)
+                + f"; other processes: {max(LAST_OTHERS[-2:]):.2f} cores"
+            )
+
+    if args.student and args.thread_rounds and engines[-1] != "torch" and e2e_threads != all_threads:
+        print(
+            f"\nstudent, --engine {engines[-1]}, masks written: network threads as segment --fast ({e2e_threads}) "
+            f"or all cores ({all_threads}), rounds interleaved, frames/s"
+        )
+        segs = {
+            n: Segmenter(student, student_meta, fast=True, engine=engines[-1], threads=n)
+            for n in (e2e_threads, all_threads)
+        }
+        for r in range(args.thread_rounds):
+            got = []
+            for n, seg in segs.items():
+                torch.set_num_threads(n)
+                fps, _, _, cpu = end_to_end(seg, cine, work / f"out_threads_{n}_{r}", **MASKS_ONLY)
+                got.append(f"{n} threads {fps:5.1f} ({cpu:3.0f} ms CPU/frame)")
             print(
                 f"  round {r + 1}: "
                 + ", ".join(got)
