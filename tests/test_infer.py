@@ -435,3 +435,35 @@ def test_segment_fast_runs_exported_graphs_on_one_core_less_and_restores_the_thr
         assert seen[-2:] == [None, 3]  # the standard path keeps every core
     finally:
         torch.set_num_threads(before)
+
+
+def test_an_interrupt_mid_run_stops_the_prefetch_thread_and_leaves_no_temporary_cine_file(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C (or any error the batch does not catch) while the network runs: the background
+    thread must stop before segment_inputs returns (not linger until the traceback is freed), and
+    the cine stack opened for the first batch must not stay behind as a temporary file."""
+    import threading
+
+    from angioseg.predict import segment_inputs
+
+    cine = write_dicom(tmp_path / "run.dcm", np.stack([im for im, _ in held_out(6, 2 * IMAGE_SIZE, seed=5)]))
+    model, meta = load_model(tiny_model)
+    seg = Segmenter(model, meta, fast=True)
+    calls: list[int] = []
+    real = seg.run_prepared
+
+    def interrupted(*args: object, **kwargs: object) -> list[np.ndarray]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(seg, "run_prepared", interrupted)
+    out = tmp_path / "seg"
+    with pytest.raises(KeyboardInterrupt) as interrupt:
+        segment_inputs(seg, [cine], out, progress=False, batch_size=1, overlays=False)
+    assert interrupt.tb is not None  # the traceback (so segment_inputs's frame) is still alive here
+    assert not any(t.name == "angioseg-prefetch" for t in threading.enumerate())
+    assert (out / "masks" / "run_f000.png").exists()  # the finished batch is kept
+    assert not (out / "cine").exists() or list((out / "cine").iterdir()) == []

@@ -23,6 +23,7 @@ The engines, the fast preprocessing, the streaming of cine frames and the cine o
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import time
@@ -375,18 +376,22 @@ def segment_inputs(
             write_vessels_csv(out / "vessels.csv", result.rows)
             last_csv = time.monotonic()
 
+    # the next batch is decoded and preprocessed on a background thread while this one is in the
+    # network (and the one before is written on the writer's thread)
+    work = functools.partial(_prepare_batch, segmenter)
+    todo_batches = batches(iter_frames(inputs, result.failed), batch_size)
+    pipeline = (
+        prefetch(todo_batches, work) if prefetch_batches else ((b, _call(work, b)) for b in todo_batches)
+    )
+    # left in reverse order: on an error (Ctrl-C included) the prefetch thread stops, the writer
+    # drops its queued jobs, then the open cine's temporary files are removed
     with (
         Progress(*progress_columns(), disable=not progress, transient=True) as bar,
+        cine,
         OrderedWriter() as writer,
+        contextlib.closing(pipeline),
     ):
         task = bar.add_task("segmenting", total=None)
-        # the next batch is decoded and preprocessed on a background thread while this one is in
-        # the network (and the one before is written on the writer's thread)
-        work = functools.partial(_prepare_batch, segmenter)
-        todo_batches = batches(iter_frames(inputs, result.failed), batch_size)
-        pipeline = (
-            prefetch(todo_batches, work) if prefetch_batches else ((b, _call(work, b)) for b in todo_batches)
-        )
         for batch, prepared in pipeline:
             names = []
             for fr in batch:

@@ -234,6 +234,17 @@ class CineOutputs:
         self._stack = contextlib.ExitStack()
         self.source, self.masks, self.overlay = None, None, None
 
+    def __enter__(self) -> CineOutputs:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        """On an error (Ctrl-C included), :meth:`abort` the open cine; a clean exit leaves it to
+        :meth:`close`."""
+        if ev is not None:
+            self.abort(ev)
+
 
 class OrderedWriter:
     """Runs jobs (mask files, the cine's stack and video, vessel geometry) on one background thread,

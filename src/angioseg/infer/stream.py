@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -134,7 +134,7 @@ class _Raised:
 
 def prefetch(
     items: Iterable[T], work: Callable[[T], R], depth: int = 2
-) -> Iterator[tuple[T, R | BaseException]]:
+) -> Generator[tuple[T, R | BaseException], None, None]:
     """``(item, work(item))`` for each item, computed on one background thread up to ``depth``
     items ahead of the consumer (decoding and preprocessing the next batch while the network runs
     on this one; numpy, pydicom's decoders and torch release the GIL for most of it).
