@@ -102,9 +102,10 @@ def pipeline_threads() -> int:
     """Network threads for ``segment --fast`` with the onnx or openvino engine: one less than
     :func:`default_threads` (at least 1), since a prefetch thread decodes and preprocesses the next
     batch and a writer thread writes the last one meanwhile (on the 2-core development machine, the
-    OpenVINO student: 71-75 frames/s with 1 network thread against 58-70 with 2). The torch engine
-    keeps every core: its width-16 network takes most of the time (30 frames/s with 2 threads, 25
-    with 1; docs/results/speed.md)."""
+    OpenVINO student, three interleaved rounds under load: 81.2 / 65.0 / 80.6 frames/s with 1
+    network thread against 68.7 / 71.8 / 74.8 with 2, ahead in two rounds of three). The torch engine
+    keeps every core: its width-16 network takes most of the time (30.4 frames/s with 2 threads,
+    24.5 with 1, two runs not interleaved; docs/results/speed.md)."""
     return max(1, default_threads() - 1)
 
 
@@ -138,8 +139,9 @@ class OpenVinoEngine:
     """An exported graph (:func:`onnx_bytes`) compiled by OpenVINO for this machine's CPU (the
     optional ``openvino`` extra, Apache-2.0), in bf16 with ``fast`` where the CPU has native bf16
     (else, and without ``fast``, fp32). On the development machine's Xeon (AMX) the compiled bf16
-    graph runs the networks about 3x faster than PyTorch's channels_last + bf16 autocast
-    (docs/results/speed.md), for vessel probabilities within ~0.002 of PyTorch's.
+    graph runs the networks about 2.2-2.3x faster than PyTorch's channels_last + bf16 autocast
+    (model only, batches of 8 at 256²: student 243 against 108 frames/s, teacher 98 against 43;
+    docs/results/speed.md), with the same fast-path Dice on the CIMAT test split.
 
     The graph is read from memory and compiled by OpenVINO's runtime; its model-conversion tools
     (the only part that has telemetry) are not used.
