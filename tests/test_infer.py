@@ -344,13 +344,11 @@ def test_pipelined_segment_writes_the_masks_of_one_batch_at_a_time(tiny_model: P
             np.testing.assert_array_equal(read_mask(out / "masks" / f"{name}.png"), w)
 
 
-@pytest.mark.realdata
-def test_openvino_engine_agrees_with_torch_keeps_the_fast_path_dice_and_stays_offline(
+def test_openvino_engine_agrees_with_torch_and_stays_offline(
     tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """OpenVINO compiles the exported graph: fp32 must match PyTorch's fp32 closely, bf16 (--fast)
-    PyTorch's bf16 path within rounding; the fast path with it keeps the issue's 0.005 Dice of the
-    standard path on the CIMAT test split; and nothing reaches the network."""
+    PyTorch's bf16 path within rounding, at any batch size; and nothing reaches the network."""
     ov = pytest.importorskip("openvino")
     import socket
 
@@ -375,6 +373,13 @@ def test_openvino_engine_agrees_with_torch_keeps_the_fast_path_dice_and_stays_of
         assert float((got - ref).abs().max()) < tol
         assert float(ov_seg.engine(x[:1]).sub(got[:1]).abs().max()) < 1e-5  # any batch size
     assert Segmenter(model, meta, fast=True, engine="openvino", threads=1).engine.threads == 1  # type: ignore[attr-defined]
+
+
+@pytest.mark.realdata
+def test_openvino_fast_path_keeps_the_dice_of_the_standard_path(tiny_model: Path) -> None:
+    """The issue's 0.005 Dice tolerance, with the OpenVINO bf16 engine on the fast path."""
+    pytest.importorskip("openvino")
+    model, meta = load_model(tiny_model)
     samples = held_out_test_split(shared_data("xca_cimat40"))
     standard = Segmenter(model, meta)
     fast_ov = Segmenter(model, meta, fast=True, engine="openvino")

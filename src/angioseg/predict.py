@@ -83,7 +83,11 @@ class Prepared:
 
 
 class Segmenter:
-    """A loaded segmentation model with its preprocessing: raw image in, vessel probability out."""
+    """A loaded segmentation model with its preprocessing: raw image in, vessel probability out.
+
+    ``threads`` sets the onnx and openvino engines' threads; torch's are process-wide
+    (``torch.set_num_threads``, as ``angioseg segment --threads`` does).
+    """
 
     def __init__(
         self,
