@@ -72,9 +72,16 @@ def test_existing_run_needs_resume_and_resume_extends(
     assert json.loads((trained / "splits.json").read_text(encoding="utf-8")) == before
     # No options at all (not even --data): the stored config; the run is finished, nothing more trains.
     config = (trained / "config.yaml").read_bytes()
+    trained_s = torch.load(trained / "checkpoints" / "last.ckpt", weights_only=False)["callbacks"][
+        "TrainClock"
+    ]
+    assert trained_s["seconds"] > 0
     assert run_cli(["finetune", "--out", trained, "--resume"]) == 0
     assert _last_epoch(trained) == 3 and (trained / "config.yaml").read_bytes() == config
     assert (trained / "model.safetensors").exists()
+    # train_seconds counts every piece of the run (kept in the checkpoints), not only this call's
+    summary = json.loads((trained / "test" / "summary.json").read_text(encoding="utf-8"))
+    assert summary["train_seconds"] >= trained_s["seconds"]
 
 
 def test_resume_refuses_other_changed_options(

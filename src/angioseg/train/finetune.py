@@ -388,7 +388,10 @@ def run_finetune(
     last = run_dir / "checkpoints" / "last.ckpt"
     t0 = time.perf_counter()
     trainer.fit(module, tl, vl, ckpt_path=str(last) if resume and last.exists() else None)
-    train_seconds = time.perf_counter() - t0
+    from angioseg.train.clock import train_clock
+
+    clock = train_clock(trainer)  # every piece of a resumed run, not only this one
+    train_seconds = clock.seconds() if clock is not None else time.perf_counter() - t0
     best_path = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
     best_epoch = None
     if not trainer.is_global_zero:

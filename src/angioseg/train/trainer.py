@@ -141,6 +141,9 @@ def make_trainer(
     from angioseg.train.rng import RandomStreams
 
     cbs.append(RandomStreams())  # the random streams in every checkpoint (angioseg.train.rng)
+    from angioseg.train.clock import TrainClock
+
+    cbs.append(TrainClock())  # the training seconds so far, kept across --resume
     cbs.extend(callbacks)
     return pl.Trainer(
         default_root_dir=str(run_dir),
