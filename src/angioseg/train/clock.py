@@ -35,6 +35,13 @@ class TrainClock(pl.Callback):
         self.before = float(state_dict.get("seconds", 0.0))
 
 
-def train_clock(trainer: Any) -> TrainClock | None:
-    """The trainer's :class:`TrainClock`, if it has one."""
-    return next((cb for cb in trainer.callbacks if isinstance(cb, TrainClock)), None)
+def train_clock(trainer: Any) -> TrainClock:
+    """The trainer's :class:`TrainClock` (every trainer of ``make_trainer`` has one).
+
+    Raises:
+        LookupError: a trainer built without it.
+    """
+    for cb in trainer.callbacks:
+        if isinstance(cb, TrainClock):
+            return cb
+    raise LookupError("this Trainer has no TrainClock (build it with angioseg.train.trainer.make_trainer)")

@@ -20,7 +20,6 @@
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -386,12 +385,10 @@ def run_finetune(
 
     track(trainer, tl)  # its random streams go into the checkpoints
     last = run_dir / "checkpoints" / "last.ckpt"
-    t0 = time.perf_counter()
     trainer.fit(module, tl, vl, ckpt_path=str(last) if resume and last.exists() else None)
     from angioseg.train.clock import train_clock
 
-    clock = train_clock(trainer)  # every piece of a resumed run, not only this one
-    train_seconds = clock.seconds() if clock is not None else time.perf_counter() - t0
+    train_seconds = train_clock(trainer).seconds()  # every piece of a resumed run, not only this one
     best_path = trainer.checkpoint_callback.best_model_path  # type: ignore[union-attr]
     best_epoch = None
     if not trainer.is_global_zero:
