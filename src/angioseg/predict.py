@@ -189,6 +189,10 @@ class Segmenter:
             x, geoms = x[list(rows)], [geoms[i] for i in rows]
         return restore_batch(self.engine(x), geoms) if len(geoms) else []
 
+    def segment_prepared(self, prepared: Prepared, rows: Sequence[int] | None = None) -> list[np.ndarray]:
+        """Vessel masks of a :meth:`prepare`d batch (only its ``rows``, if given)."""
+        return [p >= self.threshold for p in self.run_prepared(prepared, rows)]
+
     def segment(self, image: np.ndarray) -> np.ndarray:
         return self.probability(image) >= self.threshold
 
@@ -413,8 +417,7 @@ def segment_inputs(
             masks: dict[int, np.ndarray] = {i: read_mask(done[i]) for i in range(len(batch)) if i not in todo}
             try:
                 if isinstance(prepared, Prepared):
-                    probs = segmenter.run_prepared(prepared, todo)
-                    found = [p >= segmenter.threshold for p in probs]
+                    found = segmenter.segment_prepared(prepared, todo)
                 elif isinstance(prepared, BaseException):
                     raise prepared
                 else:
