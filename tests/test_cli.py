@@ -155,6 +155,10 @@ def test_segment_files_folders_cine_and_bad_files(trained: Path, synth_dir: Path
     assert set(rows) == {"cine_f000", "cine_f001", "synth_0001"}
     assert rows["cine_f000"]["spacing_mm"] != "" and rows["synth_0001"]["spacing_mm"] == ""
     assert read_mask(out / "masks" / "cine_f000.png").shape == img.shape
+    from PIL import Image
+
+    with Image.open(out / "masks" / "synth_0001.png") as im:
+        assert im.mode == "1"  # masks are 1-bit PNGs
     # Resume after an interruption: existing masks are kept, not recomputed (their mtime is unchanged).
     mtime = (out / "masks" / "synth_0001.png").stat().st_mtime_ns
     (out / "masks" / "cine_f001.png").unlink()

@@ -58,6 +58,39 @@ def test_image_variance_is_torchs_population_variance_even_far_from_zero() -> No
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=0)
 
 
+@pytest.mark.parametrize("shape", [(64, 64), (96, 64), (128, 32), (60, 45)])
+def test_whole_factor_shrink_is_the_blur_then_torchs_bicubic(shape: tuple[int, int]) -> None:
+    """The folded blur + cubic kernel (factors 2, 3, 4 and 1, per axis) = the two-step resize,
+    borders included; a size that is not a whole factor goes the two-step way."""
+    from angioseg.infer.fastprep import resize_batch, resize_batch_generic
+
+    x = torch.from_numpy(np.random.default_rng(2).random((3, 1, *shape), np.float32) * 255)
+    size = (32, 32) if shape != (60, 45) else (32, 16)
+    got, want = resize_batch(x, size), resize_batch_generic(x, size)
+    assert got.shape == want.shape == (3, 1, *size)
+    torch.testing.assert_close(got, want, rtol=0, atol=2e-4)
+    # upsampling too
+    torch.testing.assert_close(resize_batch(x, (130, 130)), resize_batch_generic(x, (130, 130)))
+
+
+@pytest.mark.parametrize("shape", [(64, 64), (96, 48), (50, 70)])
+def test_mask_shrink_and_dilation_are_area_then_max_filter(shape: tuple[int, int]) -> None:
+    import torch.nn.functional as F
+
+    from angioseg.infer.fastprep import dilate_square, shrink_mask
+
+    m = torch.from_numpy(np.random.default_rng(3).random((2, 1, *shape)) > 0.97)
+    m[0, 0, :9, :7] = True  # a corner block, as a dark collimator corner
+    size = (32, 24)
+    small = shrink_mask(m, size)
+    assert small.dtype == torch.bool and small.shape == (2, 1, *size)
+    assert torch.equal(small, F.interpolate(m.float(), size=size, mode="area") > 0)
+    for r in (1, 3):
+        k = 2 * r + 1
+        want = F.max_pool2d(small.float(), k, stride=1, padding=r) > 0
+        assert torch.equal(dilate_square(small, r), want)
+
+
 def test_push_pull_fill_keeps_known_pixels_and_fills_smoothly() -> None:
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     ramp = (2 * xx + yy)[None, None]
@@ -179,6 +212,10 @@ def test_segment_a_cine_writes_a_mask_stack_and_an_overlay_video(
     pngs = [read_mask(out / "masks" / f"run1_f{i:03d}.png") for i in range(5)]
     stack = read_frames(out / "cine" / "run1.masks.tif")
     assert len(stack) == 5
+    import tifffile
+
+    with tifffile.TiffFile(out / "cine" / "run1.masks.tif") as tif:
+        assert tif.pages[0].bitspersample == 1  # 1-bit pages
     for page, png, (_, truth) in zip(stack, pngs, pairs, strict=True):
         np.testing.assert_array_equal(page.image > 0, png)
         assert dice(png, truth) > 0.5

@@ -184,6 +184,23 @@ def test_mask_binarised_with_warning(tmp_path: Path) -> None:
         assert read_mask(tmp_path / "gray.png").sum() == 10
 
 
+def test_bilevel_mask_png_is_one_bit_and_reads_back_as_the_same_mask(tmp_path: Path) -> None:
+    from PIL import Image
+
+    m = np.random.default_rng(0).random((64, 48)) > 0.8
+    write_png(tmp_path / "eight.png", m)
+    write_png(tmp_path / "one.png", m, bilevel=True)
+    with Image.open(tmp_path / "one.png") as im:
+        assert im.mode == "1"
+    with Image.open(tmp_path / "eight.png") as im:
+        assert im.mode == "L" and np.asarray(im).max() == 255
+    for name in ("one.png", "eight.png"):
+        np.testing.assert_array_equal(read_mask(tmp_path / name), m)
+    assert (tmp_path / "one.png").stat().st_size < (tmp_path / "eight.png").stat().st_size
+    with pytest.raises(TypeError, match="uint8 or bool"):
+        write_png(tmp_path / "f.png", m.astype(np.float32), bilevel=True)
+
+
 def test_write_png_is_atomic(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "out.png"
     write_png(target, IMG)

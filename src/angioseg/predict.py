@@ -298,7 +298,7 @@ def _call(work: Callable[[list[Frame]], Prepared | None], batch: list[Frame]) ->
         return exc
 
 
-MASK_PNG_LEVEL = 1  # mask PNGs: fast zlib (a 512² mask ~7 kB instead of ~4 kB, ~1 ms less per frame)
+MASK_PNG_LEVEL = 1  # mask PNGs: 1-bit, fast zlib (a 512² mask written in ~0.8 ms instead of ~1.9 ms as 8-bit)
 CSV_EVERY_S = 2.0  # vessels.csv is rewritten at most this often within a cine (and after every file)
 
 
@@ -370,7 +370,9 @@ def segment_inputs(
                 continue
             mask = masks[i]
             if i in todo:
-                write_png(out / "masks" / f"{names[i]}.png", mask, compress_level=MASK_PNG_LEVEL)
+                write_png(
+                    out / "masks" / f"{names[i]}.png", mask, compress_level=MASK_PNG_LEVEL, bilevel=True
+                )
             multi = fr.frame is not None
             if overlays and (i in todo or multi):
                 rgb = overlay(fr.image, mask)

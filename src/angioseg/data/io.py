@@ -394,15 +394,20 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return np.round((image - lo) * (255.0 / (hi - lo))).astype(np.uint8)
 
 
-def write_png(path: str | Path, array: np.ndarray, compress_level: int = 6) -> None:
+def write_png(path: str | Path, array: np.ndarray, compress_level: int = 6, bilevel: bool = False) -> None:
     """Write a uint8 (gray or RGB) or bool array as PNG, atomically (zlib ``compress_level`` 0-9;
-    1 is about 1.5x faster to write than Pillow's default 6, for binary masks ~1.6x the bytes)."""
+    1 is about 1.5x faster to write than Pillow's default 6, for binary masks ~1.6x the bytes).
+
+    A bool array is written as 8-bit 0/255, or with ``bilevel`` as a 1-bit black/white PNG: an
+    eighth of the pixel bytes, about half the file and twice as fast to write. Viewers show it
+    black/white; Pillow reads it back as bool (:func:`read_mask` as the same mask).
+    """
     from PIL import Image
 
     arr = np.asarray(array)
-    if arr.dtype == bool:
+    if arr.dtype == bool and not bilevel:
         arr = arr.astype(np.uint8) * 255
-    if arr.dtype != np.uint8:
+    elif arr.dtype not in (np.uint8, np.bool_):
         raise TypeError(f"write_png expects uint8 or bool, got {arr.dtype}")
     with atomic_path(path) as tmp:
         Image.fromarray(arr).save(tmp, format="PNG", compress_level=compress_level)

@@ -8,7 +8,8 @@ smooth on the scale of the resize, so here the order is changed to
 1. per frame (numpy, cheap): the 8-bit scale (:func:`~angioseg.data.preprocess.to_8bit_range`),
    the centre crop and the dark-corner test at native resolution, exactly as in the standard path
    (a frame without dark corners is not inpainted at all);
-2. on the batch (torch): the bicubic resize to ``image_size`` first (:func:`resize_batch`);
+2. on the batch (torch): the bicubic resize to ``image_size`` first (:func:`resize_batch`; a
+   shrink by a whole factor, 512² to 256², folds the anti-alias blur into the cubic weights);
 3. corner filling at model resolution by push-pull (a pyramid of masked averages; smooth like
    biharmonic inpainting, but a few milliseconds for a batch). scikit-image has no batched or
    pyramid inpainting, hence this short function;
@@ -133,15 +134,109 @@ def push_pull_fill(x: torch.Tensor, hole: torch.Tensor, start: int = 4) -> torch
     return torch.where(hole, fill, x)
 
 
+def _cubic_weights(t: float) -> list[float]:
+    """torch's bicubic weights (cubic convolution, ``A = -0.75``) of the four samples around a
+    source coordinate with fractional part ``t`` (at offsets -1, 0, 1, 2)."""
+    a = -0.75
+
+    def w(d: float) -> float:
+        d = abs(d)
+        if d <= 1:
+            return ((a + 2) * d - (a + 3)) * d * d + 1
+        if d < 2:
+            return ((a * d - 5 * a) * d + 8 * a) * d - 4 * a
+        return 0.0
+
+    return [w(t + 1), w(t), w(1 - t), w(2 - t)]
+
+
+def _shrink_taps(k: int, truncate: float = 4.0) -> tuple[list[float], int]:
+    """Taps of the anti-alias Gaussian (sigma ``(k - 1) / 2``) followed by torch's bicubic sample at
+    output ``i`` of a ``k``-times shrink, as one kernel over input ``k * i + offset + j``; and ``offset``."""
+    sigma = (k - 1) / 2
+    r = int(truncate * sigma + 0.5)
+    g = np.exp(-0.5 * (np.arange(-r, r + 1) / sigma) ** 2)
+    src = (k - 1) / 2  # output i samples input coordinate k * i + src (align_corners=False)
+    f = int(np.floor(src))
+    taps = np.convolve(_cubic_weights(src - f), g / g.sum())
+    return taps.tolist(), f - 1 - r
+
+
+def _shrink_axis(x: torch.Tensor, axis: int, k: int) -> torch.Tensor:
+    """Shrink ``axis`` of ``x`` by the integer ``k``: blur and bicubic sample in one strided pass."""
+    taps, off = _shrink_taps(k)
+    n_in = x.shape[axis]
+    n = n_in // k
+    pad = max(0, -off, off + len(taps) - 1 + k * (n - 1) - (n_in - 1))
+    padded = symmetric_pad(x, axis, pad)
+
+    def tap(j: int) -> torch.Tensor:
+        index: list[slice] = [slice(None)] * x.dim()
+        start = pad + off + j
+        index[axis] = slice(start, start + k * (n - 1) + 1, k)
+        return padded[tuple(index)]
+
+    acc = tap(0) * taps[0]
+    for j in range(1, len(taps)):
+        acc.add_(tap(j), alpha=taps[j])
+    return acc
+
+
 def resize_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize of ``N x 1 x H x W`` as scikit-image's ``resize(order=3, anti_aliasing=True)``
     does it: a Gaussian of sigma ``(scale - 1) / 2`` first when shrinking, then cubic interpolation
-    (torch's cubic convolution where scikit-image uses a cubic spline)."""
+    (torch's cubic convolution where scikit-image uses a cubic spline).
+
+    A shrink by a whole factor (512 to 256) is done as one strided pass per axis with the blur and
+    the cubic weights folded into one kernel (:func:`_shrink_axis`): the same result as
+    :func:`resize_batch_generic` to float rounding, ~1.7x cheaper.
+    """
+    h, w = x.shape[-2:]
+    if h % size[0] or w % size[1] or h < size[0] or w < size[1]:
+        return resize_batch_generic(x, size)
+    for axis, k in ((2, h // size[0]), (3, w // size[1])):
+        if k > 1:
+            x = _shrink_axis(x, axis, k)
+    return x
+
+
+def resize_batch_generic(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """:func:`resize_batch` for any sizes: the anti-alias blur, then ``F.interpolate(mode='bicubic')``."""
     h, w = x.shape[-2:]
     sigma = (max(0.0, (h / size[0] - 1) / 2), max(0.0, (w / size[1] - 1) / 2))
     if max(sigma) > 0:
         x = gaussian_blur(x, sigma)
     return F.interpolate(x, size=size, mode="bicubic", align_corners=False)
+
+
+def shrink_mask(m: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``N x 1 x H x W`` bool to ``size``: a pixel is set where any native pixel under it is set
+    (``F.interpolate(mode='area') > 0``; for whole factors, an OR of strided views, ~10x cheaper)."""
+    h, w = m.shape[-2:]
+    if h % size[0] or w % size[1] or h < size[0] or w < size[1]:
+        return F.interpolate(m.float(), size=size, mode="area") > 0
+    kh, kw = h // size[0], w // size[1]
+    out = m[..., ::kh, :]
+    for i in range(1, kh):
+        out = out | m[..., i::kh, :]
+    rows = out
+    out = rows[..., ::kw]
+    for j in range(1, kw):
+        out = out | rows[..., j::kw]
+    return out
+
+
+def dilate_square(m: torch.Tensor, r: int) -> torch.Tensor:
+    """Binary dilation of ``N x 1 x H x W`` bool by a ``(2r + 1)`` square (zero outside), as two
+    1-D passes of shifted ORs (the same as a max filter; ~20x cheaper than ``max_pool2d`` on floats)."""
+    for axis in (2, 3):
+        n = m.shape[axis]
+        padded = F.pad(m, (0, 0, r, r) if axis == 2 else (r, r, 0, 0))
+        acc = padded.narrow(axis, 0, n).clone()
+        for j in range(1, 2 * r + 1):
+            acc |= padded.narrow(axis, j, n)
+        m = acc
+    return m
 
 
 def _prepare(image: np.ndarray, cfg: PreprocessConfig) -> tuple[np.ndarray, np.ndarray | None, Geometry]:
@@ -175,24 +270,23 @@ def fast_preprocess(
         raise ValueError(f"fast preprocessing takes frames of one size per batch, got {sorted(shapes)}")
     (h, w) = shapes.pop()
     x = torch.from_numpy(np.stack([p[0] for p in parts])[:, None])
+    holes = [i for i, p in enumerate(parts) if p[1] is not None]
+    native_holes = (
+        torch.from_numpy(np.stack([parts[i][1] for i in holes])[:, None])  # type: ignore[misc]
+        if holes
+        else None
+    )
     lost = torch.zeros(len(parts), 1, 1, 1)  # variance of the detail the resize removes
     if (h, w) != size:
         native = x
         x = resize_batch(x, size)
-        lost = _lost_variance(native, x, [p[1] for p in parts])
-    holes = [i for i, p in enumerate(parts) if p[1] is not None]
-    if holes:
-        m = torch.from_numpy(np.stack([parts[i][1] for i in holes])[:, None]).float()  # type: ignore[misc]
-        m = F.interpolate(m, size=size, mode="area") if (h, w) != size else m
+        lost = _lost_variance(native, x, holes, native_holes)
+    if native_holes is not None:
+        m = shrink_mask(native_holes, size) if (h, w) != size else native_holes
         # the standard path's 5 x 5 dilation, plus the pixel over which the cubic resize has
         # smeared the dark corner into its neighbours (they must be filled, not used as known)
         r = round(2 * max(size[0] / h, size[1] / w)) + (1 if (h, w) != size else 0)
-        k = 2 * r + 1  # a square max filter as two 1-D passes (the same result, ~k/2 times cheaper)
-        m = (
-            F.max_pool2d(F.max_pool2d(m, (k, 1), stride=1, padding=(r, 0)), (1, k), stride=1, padding=(0, r))
-            > 0
-        )
-        x[holes] = push_pull_fill(x[holes], m)
+        x[holes] = push_pull_fill(x[holes], dilate_square(m, r))
     gain = 1.0
     if cfg.unsharp and cfg.unsharp_amount != 0:
         sigma = (cfg.unsharp_radius * size[0] / h, cfg.unsharp_radius * size[1] / w)
@@ -210,22 +304,22 @@ def fast_preprocess(
 
 def image_variance(x: torch.Tensor) -> torch.Tensor:
     """Population variance of each image of ``N x 1 x H x W`` (``N x 1 x 1 x 1``), in two passes
-    (mean, then mean square deviation): the same as ``x.var(dim=(2, 3), correction=0)`` to float
-    rounding, and ~4x cheaper on a CPU than torch's one-pass (Welford) reduction."""
+    (mean, then the norm of the deviations): the same as ``x.var(dim=(2, 3), correction=0)`` to
+    float rounding, and ~4x cheaper on a CPU than torch's one-pass (Welford) reduction."""
     flat = x.flatten(1)
     centred = flat - flat.mean(1, keepdim=True)
-    return (centred * centred).mean(1).view(-1, 1, 1, 1)
+    return (torch.linalg.vector_norm(centred, dim=1).square() / flat.shape[1]).view(-1, 1, 1, 1)
 
 
 def _lost_variance(
-    native: torch.Tensor, small: torch.Tensor, holes: Sequence[np.ndarray | None]
+    native: torch.Tensor, small: torch.Tensor, holes: Sequence[int], native_holes: torch.Tensor | None
 ) -> torch.Tensor:
     """Per frame, the variance over the native grid of ``native - upsampled(small)`` (``N x 1 x 1 x 1``),
-    counting dark-corner pixels (inpainted, hence smooth, in the standard path) as zero."""
+    counting dark-corner pixels (``native_holes`` of the frames ``holes``; inpainted, hence smooth,
+    in the standard path) as zero."""
     detail = native - F.interpolate(small, size=native.shape[-2:], mode="bilinear", align_corners=False)
-    for i, hole in enumerate(holes):
-        if hole is not None:
-            detail[i, 0][torch.from_numpy(hole)] = 0.0
+    if native_holes is not None:
+        detail[holes] = detail[holes].masked_fill_(native_holes, 0.0)
     return image_variance(detail)
 
 
