@@ -162,24 +162,45 @@ def _shrink_taps(k: int, truncate: float = 4.0) -> tuple[list[float], int]:
     return taps.tolist(), f - 1 - r
 
 
+def _reflect(i: int, n: int) -> int:
+    """Index ``i`` of a length-``n`` axis extended by symmetric reflection (d c b a | a b c d)."""
+    i %= 2 * n
+    return 2 * n - 1 - i if i >= n else i
+
+
 def _shrink_axis(x: torch.Tensor, axis: int, k: int) -> torch.Tensor:
-    """Shrink ``axis`` of ``x`` by the integer ``k``: blur and bicubic sample in one strided pass."""
+    """Shrink ``axis`` of ``x`` by the integer ``k``: blur and bicubic sample in one strided pass.
+
+    Output ``i`` is ``sum_j taps[j] * x[k * i + offset + j]`` with symmetric borders; the outputs
+    whose taps all fall inside ``x`` are computed from strided views of ``x`` itself (no padded
+    copy of the batch), the few at each border one by one.
+    """
     taps, off = _shrink_taps(k)
-    n_in = x.shape[axis]
+    n_in, length = x.shape[axis], len(taps)
     n = n_in // k
-    pad = max(0, -off, off + len(taps) - 1 + k * (n - 1) - (n_in - 1))
-    padded = symmetric_pad(x, axis, pad)
+    lo = min(n, -(off // k))  # first output whose taps are all inside: k * lo + off >= 0
+    hi = max(lo, min(n, (n_in - length - off) // k + 1))  # outputs lo .. hi - 1 are inside
+    shape = list(x.shape)
+    shape[axis] = n
+    out = x.new_empty(shape)
+    if hi > lo:
 
-    def tap(j: int) -> torch.Tensor:
-        index: list[slice] = [slice(None)] * x.dim()
-        start = pad + off + j
-        index[axis] = slice(start, start + k * (n - 1) + 1, k)
-        return padded[tuple(index)]
+        def tap(j: int) -> torch.Tensor:
+            index: list[slice] = [slice(None)] * x.dim()
+            start = k * lo + off + j
+            index[axis] = slice(start, start + k * (hi - lo - 1) + 1, k)
+            return x[tuple(index)]
 
-    acc = tap(0) * taps[0]
-    for j in range(1, len(taps)):
-        acc.add_(tap(j), alpha=taps[j])
-    return acc
+        inner = out.narrow(axis, lo, hi - lo)
+        torch.mul(tap(0), taps[0], out=inner)
+        for j in range(1, length):
+            inner.add_(tap(j), alpha=taps[j])
+    for i in [*range(lo), *range(hi, n)]:
+        edge = out.select(axis, i)
+        torch.mul(x.select(axis, _reflect(k * i + off, n_in)), taps[0], out=edge)
+        for j in range(1, length):
+            edge.add_(x.select(axis, _reflect(k * i + off + j, n_in)), alpha=taps[j])
+    return out
 
 
 def resize_batch(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -314,13 +335,17 @@ def image_variance(x: torch.Tensor) -> torch.Tensor:
 def _lost_variance(
     native: torch.Tensor, small: torch.Tensor, holes: Sequence[int], native_holes: torch.Tensor | None
 ) -> torch.Tensor:
-    """Per frame, the variance over the native grid of ``native - upsampled(small)`` (``N x 1 x 1 x 1``),
+    """Per frame, the variance over the native grid of ``upsampled(small) - native`` (``N x 1 x 1 x 1``),
     counting dark-corner pixels (``native_holes`` of the frames ``holes``; inpainted, hence smooth,
     in the standard path) as zero."""
-    detail = native - F.interpolate(small, size=native.shape[-2:], mode="bilinear", align_corners=False)
+    # in place throughout: each new 512² batch would cost page faults as well as a pass
+    detail = F.interpolate(small, size=native.shape[-2:], mode="bilinear", align_corners=False).sub_(native)
     if native_holes is not None:
-        detail[holes] = detail[holes].masked_fill_(native_holes, 0.0)
-    return image_variance(detail)
+        for j, i in enumerate(holes):
+            detail[i, 0].masked_fill_(native_holes[j, 0], 0.0)
+    flat = detail.flatten(1)
+    flat.sub_(flat.mean(1, keepdim=True))
+    return (torch.linalg.vector_norm(flat, dim=1).square() / flat.shape[1]).view(-1, 1, 1, 1)
 
 
 def restore_batch(prob: torch.Tensor, geoms: Sequence[Geometry]) -> list[np.ndarray]:
