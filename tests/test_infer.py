@@ -84,6 +84,21 @@ def test_whole_factor_shrink_is_the_blur_then_torchs_bicubic(
     torch.testing.assert_close(resize_batch(x, (130, 130)), resize_batch_generic(x, (130, 130)))
 
 
+def test_resize_batch_takes_what_the_generic_path_takes() -> None:
+    """An integer batch and an unchanged size: a new float tensor as from the two-step resize (the
+    folded kernel must not write floats into an integer tensor, nor hand back the caller's batch)."""
+    from angioseg.infer.fastprep import resize_batch, resize_batch_generic
+
+    x = torch.from_numpy(np.random.default_rng(4).integers(0, 256, (2, 1, 16, 12), np.uint8))
+    want = resize_batch_generic(x, (8, 4))
+    assert want.dtype == torch.float32
+    torch.testing.assert_close(resize_batch(x, (8, 4)), want, rtol=0, atol=2e-4)
+    xf = x.float()
+    same = resize_batch(xf, (16, 12))
+    assert same.data_ptr() != xf.data_ptr()
+    torch.testing.assert_close(same, resize_batch_generic(xf, (16, 12)))
+
+
 @pytest.mark.parametrize("shape", [(64, 64), (96, 48), (50, 70)])
 def test_mask_shrink_and_dilation_are_area_then_max_filter(shape: tuple[int, int]) -> None:
     import torch.nn.functional as F
