@@ -117,6 +117,32 @@ def test_mask_shrink_and_dilation_are_area_then_max_filter(shape: tuple[int, int
         assert torch.equal(dilate_square(small, r), want)
 
 
+def test_lost_variance_is_the_variance_of_the_removed_detail_with_corners_zeroed() -> None:
+    """The in-place ``_lost_variance`` = a plain float64 reference, on a batch where only some frames
+    have dark corners; neither the native batch nor the resized one is changed."""
+    import torch.nn.functional as F
+
+    from angioseg.infer.fastprep import _lost_variance, resize_batch
+
+    rng = np.random.default_rng(5)
+    native = torch.from_numpy(rng.random((3, 1, 48, 40), np.float32) * 255 + 1000)  # far from zero
+    small = resize_batch(native, (24, 20)) + 5  # a detail whose mean is not zero: it is centred
+    holes = [0, 2]
+    native_holes = torch.zeros(2, 1, 48, 40, dtype=torch.bool)
+    native_holes[0, 0, :12, :10] = True
+    native_holes[1, 0, 30:, 25:] = True
+    before = native.clone(), small.clone()
+    got = _lost_variance(native, small, holes, native_holes)
+    assert torch.equal(native, before[0]) and torch.equal(small, before[1])
+    up = F.interpolate(small.double(), size=(48, 40), mode="bilinear", align_corners=False)
+    detail = native.double() - up
+    for j, i in enumerate(holes):
+        detail[i, 0][native_holes[j, 0]] = 0.0
+    want = detail.var(dim=(2, 3), correction=0, keepdim=True)
+    assert got.shape == (3, 1, 1, 1)
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=0)
+
+
 def test_push_pull_fill_keeps_known_pixels_and_fills_smoothly() -> None:
     yy, xx = torch.meshgrid(torch.arange(64.0), torch.arange(64.0), indexing="ij")
     ramp = (2 * xx + yy)[None, None]
