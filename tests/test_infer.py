@@ -72,16 +72,18 @@ def test_whole_factor_shrink_is_the_blur_then_torchs_bicubic(
     shape: tuple[int, int], size: tuple[int, int]
 ) -> None:
     """The folded blur + cubic kernel (factors 2, 3, 4 and 1, per axis) = the two-step resize,
-    borders included (also where every output is a border one); a size that is not a whole
-    factor goes the two-step way."""
+    borders included (also where every output is a border one)."""
     from angioseg.infer.fastprep import resize_batch, resize_batch_generic
 
     x = torch.from_numpy(np.random.default_rng(2).random((3, 1, *shape), np.float32) * 255)
     got, want = resize_batch(x, size), resize_batch_generic(x, size)
     assert got.shape == want.shape == (3, 1, *size)
     torch.testing.assert_close(got, want, rtol=0, atol=2e-4)
-    # upsampling too
-    torch.testing.assert_close(resize_batch(x, (130, 130)), resize_batch_generic(x, (130, 130)))
+    # the generic path itself is scikit-image's anti-aliased resize up to the cubic kernel
+    from skimage.transform import resize
+
+    ski = resize(x[0, 0].numpy(), size, order=3, anti_aliasing=True, mode="symmetric")
+    assert np.corrcoef(ski.ravel(), want[0, 0].numpy().ravel())[0, 1] > 0.95
 
 
 def test_resize_batch_takes_what_the_generic_path_takes() -> None:
@@ -173,7 +175,7 @@ def test_fast_preprocessing_is_close_to_the_standard_path() -> None:
         std = preprocess_image(image, cfg)[0]
         fast = fast_preprocess([image], cfg)[0][0, 0].numpy()
         assert fast.shape == std.shape
-        assert float(np.abs(fast - std).mean()) < 0.02
+        assert float(np.abs(fast - std).mean()) < 0.013  # measured 0.0077 (no unsharp) and 0.0097
         assert np.corrcoef(fast.ravel(), std.ravel())[0, 1] > 0.999
 
 

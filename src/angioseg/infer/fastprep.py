@@ -302,7 +302,8 @@ def fast_preprocess(
     if (h, w) != size:
         native = x
         x = resize_batch(x, size)
-        lost = _lost_variance(native, x, holes, native_holes)
+        if cfg.zscore:  # only the z-score uses it
+            lost = _lost_variance(native, x, holes, native_holes)
     if native_holes is not None:
         m = shrink_mask(native_holes, size) if (h, w) != size else native_holes
         # the standard path's 5 x 5 dilation, plus the pixel over which the cubic resize has
@@ -326,8 +327,9 @@ def fast_preprocess(
 
 def image_variance(x: torch.Tensor) -> torch.Tensor:
     """Population variance of each image of ``N x 1 x H x W`` (``N x 1 x 1 x 1``), in two passes
-    (mean, then the norm of the deviations): the same as ``x.var(dim=(2, 3), correction=0)`` to
-    float rounding, and ~4x cheaper on a CPU than torch's one-pass (Welford) reduction."""
+    (mean, then the norm of the deviations): ``x.var(dim=(2, 3), correction=0)`` to float32
+    rounding (relative error ~3e-6 at 512², ~2e-5 at 1024²), and about 3x cheaper on a CPU than
+    torch's one-pass (Welford) reduction (0.46 against 1.40 ms per 512² frame, one thread)."""
     flat = x.flatten(1)
     centred = flat - flat.mean(1, keepdim=True)
     return (torch.linalg.vector_norm(centred, dim=1).square() / flat.shape[1]).view(-1, 1, 1, 1)
