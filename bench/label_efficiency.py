@@ -55,6 +55,8 @@ METHODS: dict[str, dict[str, Any]] = {
         "unlabeled": str(ARCADE),
         "unlabeled_limit": 300,
     },
+    # synth from another synthetic start (--start): e.g. the bundled one trained on for longer
+    "synth_start": {**SYNTH, "pretrained": None},
 }
 
 
@@ -65,6 +67,10 @@ def cell_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
 def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> FinetuneConfig:
     base = {**to_dict(FinetuneConfig()), **preset_values("cpu"), "preset": "cpu"}
     cfg = from_dict(FinetuneConfig, {**base, **METHODS[method]})
+    if method == "synth_start":
+        if args.start is None:
+            raise SystemExit("--methods synth_start needs --start CHECKPOINT")
+        cfg = replace(cfg, pretrained=str(args.start))
     cfg = replace(
         cfg,
         data=str(args.data),
@@ -299,6 +305,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (pilots)")
+    ap.add_argument(
+        "--start", type=Path, default=None, help="the synth_start method's starting checkpoint (a run folder)"
+    )
     ap.add_argument("--report", action="store_true", help="only print the tables of the finished cells")
     ap.add_argument(
         "--rescore", action="store_true", help="re-score cells scored by an older version, then report"
