@@ -55,6 +55,7 @@ METHODS: dict[str, dict[str, Any]] = {
         "unlabeled": str(ARCADE),
         "unlabeled_limit": 300,
     },
+    "synth_strongaug": {**SYNTH, "augment_policy": "strong"},
     # synth from another synthetic start (--start): e.g. the bundled one trained on for longer
     "synth_start": {**SYNTH, "pretrained": None},
 }

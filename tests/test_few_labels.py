@@ -179,3 +179,38 @@ def test_realistic_synthetic_frame_keeps_the_real_background_and_draws_visible_v
     assert image[mask].mean() < 0.9 * image[ring].mean()  # vessels are darker than their surroundings
     dark = ndimage.uniform_filter(image.astype(float), 5) < 30
     assert not (mask & dark).any()
+
+
+def test_strong_augmentations_move_image_and_mask_together_beyond_the_d4_group() -> None:
+    from angioseg.data.augment import augmentations
+    from angioseg.train.arrays import ArrayDataset
+
+    mask = np.zeros((64, 64), bool)
+    mask[20:26, 5:60] = True  # an off-centre bar and a blob: any misaligned warp shows
+    mask[35:50, 40:52] = True
+    image = 4.0 * mask.astype(np.float32) - 2.0
+    transform = augmentations("strong", noise_std=0.1)
+    transform.set_random_state(3)
+    ds = ArrayDataset([image], [mask], transform=transform, length=40)
+    d4 = [np.rot90(m, k) for m in (mask, mask[:, ::-1]) for k in range(4)]
+    off_grid = 0
+    for i in range(len(ds)):
+        d = ds[i]
+        x, m = d["image"][0].numpy(), d["mask"][0].numpy().astype(bool)
+        assert d["mask"].dtype == torch.int64 and set(np.unique(m)) <= {False, True}
+        assert m.any() and (~m).any()
+        # The image's bright pixels are the mask's: the same warp moved both.
+        r = np.corrcoef(x.ravel(), m.ravel().astype(np.float32))[0, 1]
+        assert r > 0.8, (i, r)
+        off_grid += all((m != t).mean() > 0.02 for t in d4)
+    assert off_grid >= 10  # rotations by any angle and rescaling, not only flips and quarter turns
+
+
+def test_augment_policy_option_is_checked_and_recorded(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ["finetune", "--data", synth_dir, "--labeled", "3", *TINY]
+    assert run_cli([*base, "--out", tmp_path / "r", "--augment-policy", "strong"]) == 0
+    assert _run_config(tmp_path / "r")["augment_policy"] == "strong"
+    assert run_cli([*base, "--out", tmp_path / "s", "--augment-policy", "wild"]) == 2
+    assert "paper, strong" in capsys.readouterr().err

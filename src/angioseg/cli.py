@@ -179,6 +179,14 @@ def finetune(
         str | None,
         _opt("Training loss: dicece (Dice + cross-entropy) or dicecldice (+ soft-clDice).", "dicece"),
     ] = None,
+    augment_policy: Annotated[
+        str | None,
+        _opt(
+            "Training augmentations: paper (flips, rot90, noise, blur, intensity, low resolution) or "
+            "strong (also any rotation, scale 0.8-1.25, gamma).",
+            "paper",
+        ),
+    ] = None,
     unlabeled: Annotated[
         Path | None,
         _opt("Folder of unlabeled angiograms for semi-supervised training (with --semi; never test images)."),
@@ -269,6 +277,7 @@ def finetune(
         "test": test,
         "test_fold": test_fold,
         "loss": loss,
+        "augment_policy": augment_policy,
         "unlabeled": None if unlabeled is None else str(unlabeled),
         "semi": semi,
         "tta": tta,

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, RandomSampler
 
 from angioseg.config import load_config, save_config
-from angioseg.data.augment import paper_augmentations
+from angioseg.data.augment import augmentations
 from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.io import write_png
 from angioseg.data.leakage import check_pretrained_images
@@ -80,6 +80,7 @@ class FinetuneConfig:
     patience: int = 30
     min_steps_per_epoch: int = 8
     augment: bool = True
+    augment_policy: str = "paper"  # angioseg.data.augment.AUGMENT_POLICIES
     noise_std: float = 0.3
     pretrained: str | None = None
     transfer: str = "auto"
@@ -175,10 +176,10 @@ def _loaders(
 
 
 def train_transform(cfg: FinetuneConfig) -> Any:
-    """The paper's augmentations (if ``augment``), seeded by ``cfg.seed``."""
+    """The augmentations of ``augment_policy`` (if ``augment``), seeded by ``cfg.seed``."""
     if not cfg.augment:
         return None
-    transform = paper_augmentations(cfg.noise_std)
+    transform = augmentations(cfg.augment_policy, cfg.noise_std)
     transform.set_random_state(cfg.seed)
     return transform
 
@@ -247,6 +248,12 @@ def check_options(cfg: FinetuneConfig) -> None:
     elif bool(cfg.semi) != bool(cfg.unlabeled):
         raise AngiosegError("--semi METHOD and --unlabeled DIR go together: give both or neither")
     check_tta(cfg.tta)
+    from angioseg.data.augment import AUGMENT_POLICIES
+
+    if cfg.augment_policy not in AUGMENT_POLICIES:
+        raise AngiosegError(
+            f"--augment-policy {cfg.augment_policy!r} is not one of: {', '.join(AUGMENT_POLICIES)}"
+        )
 
 
 def _check_run_dir(run_dir: Path, resume: bool) -> None:
