@@ -56,9 +56,18 @@ METHODS: dict[str, dict[str, Any]] = {
         "unlabeled_limit": 300,
     },
     "synth_strongaug": {**SYNTH, "augment_policy": "strong"},
+    "synth_lr3e-4": {**SYNTH, "lr": 3e-4},
+    # nearly the CIMAT frames' own 300 px (a multiple of 16 for the 4-level UNet): ~1.4x the compute
+    "synth_res304": {**SYNTH, "preprocess": {"image_size": 304}},
     # synth from another synthetic start (--start): e.g. the bundled one trained on for longer
     "synth_start": {**SYNTH, "pretrained": None},
+    # the same from a start pretrained on synthetic frames whose backgrounds were inpainted
+    # (angioseg synth --background-removal inpaint; --start)
+    "synth_inpaint": {**SYNTH, "pretrained": None},
 }
+
+
+START_METHODS = ("synth_start", "synth_inpaint")  # their starting checkpoint is --start
 
 
 def cell_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
@@ -68,9 +77,9 @@ def cell_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
 def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> FinetuneConfig:
     base = {**to_dict(FinetuneConfig()), **preset_values("cpu"), "preset": "cpu"}
     cfg = from_dict(FinetuneConfig, {**base, **METHODS[method]})
-    if method == "synth_start":
+    if method in START_METHODS:
         if args.start is None:
-            raise SystemExit("--methods synth_start needs --start CHECKPOINT")
+            raise SystemExit(f"--methods {method} needs --start CHECKPOINT")
         cfg = replace(cfg, pretrained=str(args.start))
     cfg = replace(
         cfg,

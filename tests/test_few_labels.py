@@ -181,6 +181,46 @@ def test_realistic_synthetic_frame_keeps_the_real_background_and_draws_visible_v
     assert not (mask & dark).any()
 
 
+def test_inpainted_background_replaces_only_the_frames_vessels_and_keeps_its_texture() -> None:
+    from angioseg.data.synthetic_real import _as_unit_image, inpainted_background, vessel_free_background
+
+    rng = np.random.default_rng(0)
+    xx = np.mgrid[0:256, 0:256][1]
+    frame = 150 + 40 * np.sin(xx / 40.0) + 6 * rng.standard_normal((256, 256))
+    frame[:, 120:124] -= 70  # the frame's own vessel (4 px wide, like a mid-size coronary)
+    frame[:30] = 5  # a collimator band: dark, wide, and not a vessel
+    frame = frame.clip(0, 255).astype(np.uint8)
+    out, replaced = inpainted_background(frame, 256, rng=1)
+    img = _as_unit_image(frame, 256)
+    assert out.shape == (256, 256) and out.dtype == np.float32
+    assert replaced[100:, 121:123].all()  # the vessel is found ...
+    assert 0.01 < replaced[40:].mean() < 0.15  # ... and little else inside the field
+    # ... and filled in: level with the background on both sides (the sine's slope cancels) ...
+    beside = (out[60:, 110:114].mean() + out[60:, 130:134].mean()) / 2
+    assert abs(out[60:, 121:123].mean() - beside) < 0.015
+    assert out[60:, 121:123].mean() > img[60:, 121:123].mean() + 0.15
+    # ... with texture like the background's, not a flat smear (the background is constant along y)
+    assert 0.4 < out[60:, 122].std() / img[60:, 104].std() < 2.5
+    # every pixel not replaced is the frame's own (texture kept); the collimator stays dark
+    assert np.allclose(out[~replaced], img[~replaced], atol=1e-6)
+    assert not replaced[:25].any() and out[:25].max() < 0.1
+    assert np.array_equal(vessel_free_background(frame, 256, 7, "inpaint", 1), out)
+    with pytest.raises(AngiosegError, match="closing, inpaint"):
+        vessel_free_background(frame, 256, 7, "blur")
+
+
+def test_synth_cli_background_removal_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bg = tmp_path / "bg"
+    rng = np.random.default_rng(0)
+    write_png(bg / "f.png", (150 + 8 * rng.standard_normal((96, 96))).clip(0, 255).astype(np.uint8))
+    for how in ("closing", "inpaint"):
+        args = ["synth", "--backgrounds", bg, "-n", "2", "--size", "64", "--out", tmp_path / how]
+        assert run_cli([*args, "--background-removal", how]) == 0
+        assert len(list((tmp_path / how / "images").glob("*.png"))) == 2
+    assert run_cli(["synth", "--backgrounds", bg, "--out", tmp_path / "x", "--background-removal", "x"]) == 2
+    assert "closing, inpaint" in capsys.readouterr().err
+
+
 def test_strong_augmentations_move_image_and_mask_together_beyond_the_d4_group() -> None:
     from angioseg.data.augment import augmentations
     from angioseg.train.arrays import ArrayDataset

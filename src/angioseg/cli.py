@@ -90,6 +90,14 @@ def synth(
             "sized like annotated masks; for pretraining (builtin:xca_synth_pretrained was made so)."
         ),
     ] = None,
+    background_removal: Annotated[
+        str,
+        typer.Option(
+            help="With --backgrounds, how the frames' own vessels are removed: closing (the whole frame "
+            "smoothed; how builtin:xca_synth_pretrained was made) or inpaint (only the vessels replaced, "
+            "the real texture kept)."
+        ),
+    ] = "closing",
 ) -> None:
     """Write synthetic X-ray angiograms with exact vessel masks (branching, tapering vessel trees)."""
     import numpy as np
@@ -97,11 +105,24 @@ def synth(
 
     from angioseg.data.io import list_image_files, write_png
     from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
-    from angioseg.data.synthetic_real import write_realistic_dataset
+    from angioseg.data.synthetic_real import BACKGROUNDS, write_realistic_dataset
 
     if backgrounds is not None:
         frames = list_image_files([backgrounds])
-        write_realistic_dataset(out, frames, n, size=size, seed=seed, catheter_prob=catheter, progress=True)
+        if background_removal not in BACKGROUNDS:
+            raise AngiosegError(
+                f"--background-removal {background_removal!r} is not one of: {', '.join(BACKGROUNDS)}"
+            )
+        write_realistic_dataset(
+            out,
+            frames,
+            n,
+            size=size,
+            seed=seed,
+            catheter_prob=catheter,
+            progress=True,
+            background=background_removal,
+        )
         out_console.print(f"wrote {n} synthetic angiograms on {len(frames)} real backgrounds to {out}")
         return
     cfg = SynthConfig(size=size, catheter_prob=catheter)

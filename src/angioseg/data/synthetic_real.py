@@ -6,9 +6,17 @@ spine, the diaphragm, catheters and wires. Here the background is a real unlabel
 own vessels are removed, and the vessels drawn on it follow the statistics of annotated masks:
 
 * **background**: a real frame resized to ``size``, randomly flipped / rotated by 90 degrees, with
-  its dark thin structures (vessels, wires, the catheter) removed by a grayscale morphological
-  closing with a disc wider than any vessel (``closing_radius``), then lightly smoothed, with the
-  frame's fine texture added back where it is not a vessel (the closing flattens texture too);
+  its dark thin structures (vessels, wires, the catheter) removed. Two ways (``background``):
+
+  - ``"inpaint"``: the frame's dark thin structures are found by a black top-hat (a grayscale
+    closing with a disc wider than any vessel, minus the frame) with hysteresis thresholds, grown
+    by 2 px, and only those pixels are replaced: filled from their surroundings (normalised
+    Gaussian convolution, the smallest scale that reaches them) plus noise at the local fine-texture
+    level. Every other pixel is the real frame's, texture included.
+  - ``"closing"`` (how ``builtin:xca_synth_pretrained`` was made): the whole frame is replaced by
+    its grayscale closing with a square (``closing_radius``), lightly smoothed, with the frame's
+    fine texture added back where it is not much darker than the closing. Cheaper, but it leaves
+    square plateaus and bright outlines where the frame's vessels were;
 * **vessels**: one or two branching trees of tapering radius from
   a random walk (:func:`angioseg.data.synthetic._tree` in the :data:`ANNOTATED` style), sized like the 40 CIMAT masks at 256 pixels (vessel
   diameter median 4 px, 5-95 % 2-10 px; 3.6-8 % of the image), with at most three children a
@@ -46,6 +54,10 @@ class RealSynthConfig:
     closing_radius: int = 7
     noise: float = 0.03
     blur: tuple[float, float] = (0.5, 1.1)
+    background: str = "closing"  # BACKGROUNDS: how the real frame's own vessels are removed
+
+
+BACKGROUNDS = ("closing", "inpaint")
 
 
 # A tree like an annotator draws one: 1-3 children a segment, no branch thinner than 2 px.
@@ -62,14 +74,81 @@ ANNOTATED = TreeStyle(
 )
 
 
-def vessel_free_background(frame: np.ndarray, size: int, closing_radius: int) -> np.ndarray:
-    """A real frame (any size, uint8 or float) as a float image in [0, 1] of ``size`` x ``size`` without its dark thin structures."""
+def _as_unit_image(frame: np.ndarray, size: int) -> np.ndarray:
+    """A frame (any size, gray or RGB, uint8 or float) as a float64 ``size`` x ``size`` image in [0, 1]."""
     from skimage.transform import resize
 
     img = np.asarray(frame, np.float32)
     if img.ndim == 3:
         img = img[..., :3].mean(-1)
-    img = resize(img / max(float(img.max()), 1.0), (size, size), order=1, anti_aliasing=True)
+    return np.asarray(resize(img / max(float(img.max()), 1.0), (size, size), order=1, anti_aliasing=True))
+
+
+def inpainted_background(
+    frame: np.ndarray,
+    size: int,
+    rng: np.random.Generator | int | None = None,
+    radius: int = 6,
+    low: float = 0.02,
+    high: float = 0.06,
+    grow: int = 2,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The real frame at ``size`` with only its dark thin structures replaced (module docstring,
+    ``"inpaint"``): ``(image float32 in [0, 1], replaced bool)``.
+
+    A pixel is replaced where the black top-hat (closing with a disc of ``radius`` px, minus the
+    frame, both smoothed at 1 px) exceeds ``low`` and is connected to where it exceeds ``high``, within 2 px; and only
+    inside the exposed field (bright surroundings), so a collimator's dark border stays dark.
+    """
+    from skimage.filters import apply_hysteresis_threshold
+    from skimage.morphology import disk
+
+    img = _as_unit_image(frame, size).astype(np.float32)
+    # on the frame smoothed at 1 px, so that pixel noise does not count as dark structure
+    smooth = ndimage.gaussian_filter(img, 1.0)
+    closed = ndimage.grey_closing(smooth, footprint=disk(radius))
+    dark = apply_hysteresis_threshold(closed - smooth, low, high)
+    dark = ndimage.binary_dilation(dark, iterations=grow) & (closed > 0.2)
+    if not dark.any():
+        return img, dark
+    keep = (~dark).astype(np.float32)
+    fill = np.zeros_like(img)
+    todo = dark.copy()
+    for sigma in (2, 4, 8, 16, 32, 64):  # the smallest scale whose window holds enough kept pixels
+        weight = ndimage.gaussian_filter(keep, sigma)
+        ok = todo & (weight > 0.1)
+        fill[ok] = ndimage.gaussian_filter(img * keep, sigma)[ok] / weight[ok]
+        todo &= ~ok
+    fill[todo] = float(np.median(img[~dark])) if (~dark).any() else float(img.mean())
+    # the kept pixels' fine texture (their local sd), continued into the filled ones as noise
+    fine = img - ndimage.gaussian_filter(img, 1.5)
+    local_sd = np.sqrt(
+        ndimage.gaussian_filter(fine * fine * keep, 8) / np.maximum(ndimage.gaussian_filter(keep, 8), 1e-3)
+    )
+    noise = ndimage.gaussian_filter(np.random.default_rng(rng).standard_normal(img.shape), 0.7)
+    noise /= noise.std() + 1e-8
+    out = np.where(dark, fill + local_sd * noise, img)
+    return np.clip(out, 0.0, 1.0).astype(np.float32), dark
+
+
+def vessel_free_background(
+    frame: np.ndarray,
+    size: int,
+    closing_radius: int,
+    method: str = "closing",
+    rng: np.random.Generator | int | None = None,
+) -> np.ndarray:
+    """A real frame (any size, uint8 or float) as a float image in [0, 1] of ``size`` x ``size`` without its dark thin structures.
+
+    ``method`` is one of :data:`BACKGROUNDS` (module docstring); ``rng`` seeds ``"inpaint"``'s texture noise.
+    """
+    if method == "inpaint":
+        return inpainted_background(frame, size, rng)[0]
+    if method != "closing":
+        from angioseg.errors import AngiosegError
+
+        raise AngiosegError(f"background removal {method!r} is not one of: {', '.join(BACKGROUNDS)}")
+    img = _as_unit_image(frame, size)
     # A square footprint: separable, so ~20x faster than a disc, and as good at removing thin lines.
     closed = ndimage.grey_closing(img, size=(2 * closing_radius + 1,) * 2)
     smooth = ndimage.gaussian_filter(closed, 1.5)
@@ -87,7 +166,7 @@ def realistic_angiogram(
     cfg = cfg or RealSynthConfig()
     rng = np.random.default_rng(rng)
     n = cfg.size
-    bg = vessel_free_background(background, n, cfg.closing_radius)
+    bg = vessel_free_background(background, n, cfg.closing_radius, cfg.background, rng)
     bg = np.rot90(bg, int(rng.integers(4)))
     if rng.random() < 0.5:
         bg = bg[:, ::-1]
@@ -124,6 +203,7 @@ def write_realistic_dataset(
     seed: int = 0,
     catheter_prob: float = 0.5,
     progress: bool = False,
+    background: str = "closing",
 ) -> list[str]:
     """Write ``n`` pairs ``out/images/synth_NNNN.png`` + ``out/masks/synth_NNNN.png`` on the given frames.
 
@@ -137,7 +217,7 @@ def write_realistic_dataset(
 
         raise DataError(out, "no background frames given for realistic synthetic angiograms")
     out = Path(out)
-    cfg = RealSynthConfig(size=size, catheter_prob=catheter_prob)
+    cfg = RealSynthConfig(size=size, catheter_prob=catheter_prob, background=background)
     names = []
     from rich.progress import track
 
