@@ -254,3 +254,22 @@ def test_augment_policy_option_is_checked_and_recorded(
     assert _run_config(tmp_path / "r")["augment_policy"] == "strong"
     assert run_cli([*base, "--out", tmp_path / "s", "--augment-policy", "wild"]) == 2
     assert "paper, strong" in capsys.readouterr().err
+
+
+def test_inpainted_background_without_growth_replaces_only_the_found_vessel() -> None:
+    """``grow=0`` must not grow at all (scipy's ``iterations=0`` dilates until nothing changes: the whole frame)."""
+    from angioseg.data.synthetic_real import inpainted_background
+
+    frame = np.full((64, 64), 150.0)
+    frame[:, 30:33] = 80
+    _, grown = inpainted_background(frame.astype(np.uint8), 64, rng=0)
+    _, bare = inpainted_background(frame.astype(np.uint8), 64, rng=0, grow=0)
+    assert bare[:, 31].all() and bare.mean() < grown.mean() < 0.2
+    # and the closing default never draws from the image's generator (builtin frames unchanged)
+    from angioseg.data.synthetic_real import vessel_free_background
+
+    g = np.random.default_rng(5)
+    state = g.bit_generator.state
+    vessel_free_background(frame, 64, 7, "closing", g)
+    assert g.bit_generator.state == state
+

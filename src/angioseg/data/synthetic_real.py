@@ -97,7 +97,7 @@ def inpainted_background(
     ``"inpaint"``): ``(image float32 in [0, 1], replaced bool)``.
 
     A pixel is replaced where the black top-hat (closing with a disc of ``radius`` px, minus the
-    frame, both smoothed at 1 px) exceeds ``low`` and is connected to where it exceeds ``high``, within 2 px; and only
+    frame, both smoothed at 1 px) exceeds ``low`` and is connected to where it exceeds ``high``, grown by ``grow`` px; and only
     inside the exposed field (bright surroundings), so a collimator's dark border stays dark.
     """
     from skimage.filters import apply_hysteresis_threshold
@@ -108,7 +108,9 @@ def inpainted_background(
     smooth = ndimage.gaussian_filter(img, 1.0)
     closed = ndimage.grey_closing(smooth, footprint=disk(radius))
     dark = apply_hysteresis_threshold(closed - smooth, low, high)
-    dark = ndimage.binary_dilation(dark, iterations=grow) & (closed > 0.2)
+    if grow > 0:  # (scipy dilates until nothing changes for iterations < 1: the whole frame)
+        dark = ndimage.binary_dilation(dark, iterations=grow)
+    dark &= closed > 0.2
     if not dark.any():
         return img, dark
     keep = (~dark).astype(np.float32)
