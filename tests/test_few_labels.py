@@ -273,3 +273,29 @@ def test_inpainted_background_without_growth_replaces_only_the_found_vessel() ->
     vessel_free_background(frame, 64, 7, "closing", g)
     assert g.bit_generator.state == state
 
+
+def test_background_removal_is_checked_also_without_backgrounds(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A misspelt --background-removal, or inpaint with nothing to inpaint, must not pass silently."""
+    base = ["synth", "-n", "1", "--size", "32"]
+    assert run_cli([*base, "--out", tmp_path / "a", "--background-removal", "inpiant"]) == 2
+    assert "closing, inpaint" in capsys.readouterr().err
+    assert run_cli([*base, "--out", tmp_path / "b", "--background-removal", "inpaint"]) == 2
+    assert "--backgrounds" in capsys.readouterr().err
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_augment_policy_reaches_training_and_is_refused_without_augmentation(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from monai.transforms import RandAffined
+
+    from angioseg.train.finetune import FinetuneConfig, train_transform
+
+    strong = train_transform(FinetuneConfig(augment_policy="strong"))
+    assert isinstance(strong.transforms[0], RandAffined)
+    assert not any(isinstance(t, RandAffined) for t in train_transform(FinetuneConfig()).transforms)
+    base = ["finetune", "--data", synth_dir, "--labeled", "3", *TINY, "--out", tmp_path / "r"]
+    assert run_cli([*base, "--augment-policy", "strong", "--no-augment"]) == 2
+    assert "--no-augment" in capsys.readouterr().err

@@ -107,12 +107,14 @@ def synth(
     from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
     from angioseg.data.synthetic_real import BACKGROUNDS, write_realistic_dataset
 
+    if background_removal not in BACKGROUNDS:
+        raise AngiosegError(
+            f"--background-removal {background_removal!r} is not one of: {', '.join(BACKGROUNDS)}"
+        )
+    if backgrounds is None and background_removal != "closing":
+        raise AngiosegError(f"--background-removal {background_removal} needs --backgrounds (real frames)")
     if backgrounds is not None:
         frames = list_image_files([backgrounds])
-        if background_removal not in BACKGROUNDS:
-            raise AngiosegError(
-                f"--background-removal {background_removal!r} is not one of: {', '.join(BACKGROUNDS)}"
-            )
         write_realistic_dataset(
             out,
             frames,

@@ -233,8 +233,8 @@ def _prepare(
 
 
 def check_options(cfg: FinetuneConfig) -> None:
-    """Refuse an unknown loss, semi-supervised method or ``tta``, and ``semi`` without ``unlabeled``
-    (or the reverse)."""
+    """Refuse an unknown loss, semi-supervised method, ``tta`` or augmentation policy, ``semi`` without
+    ``unlabeled`` (or the reverse), and a policy other than the default with ``augment`` off."""
     from angioseg.semi import SEMI_NAMES
     from angioseg.train.module import LOSSES
 
@@ -253,6 +253,10 @@ def check_options(cfg: FinetuneConfig) -> None:
     if cfg.augment_policy not in AUGMENT_POLICIES:
         raise AngiosegError(
             f"--augment-policy {cfg.augment_policy!r} is not one of: {', '.join(AUGMENT_POLICIES)}"
+        )
+    if not cfg.augment and cfg.augment_policy != "paper":
+        raise AngiosegError(
+            f"--augment-policy {cfg.augment_policy} has no effect with --no-augment: give one"
         )
 
 
