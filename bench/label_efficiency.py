@@ -316,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (pilots)")
     ap.add_argument(
-        "--start", type=Path, default=None, help="the synth_start method's starting checkpoint (a run folder)"
+        "--start", type=Path, default=None, help="the starting checkpoint of the START_METHODS (a run folder)"
     )
     ap.add_argument("--report", action="store_true", help="only print the tables of the finished cells")
     ap.add_argument(
