@@ -88,7 +88,7 @@ def inpainted_background(
     frame: np.ndarray,
     size: int,
     rng: np.random.Generator | int | None = None,
-    radius: int = 6,
+    radius: int | None = None,
     low: float = 0.02,
     high: float = 0.06,
     grow: int = 2,
@@ -96,9 +96,10 @@ def inpainted_background(
     """The real frame at ``size`` with only its dark thin structures replaced (module docstring,
     ``"inpaint"``): ``(image float32 in [0, 1], replaced bool)``.
 
-    A pixel is replaced where the black top-hat (closing with a disc of ``radius`` px, minus the
-    frame, both smoothed at 1 px) exceeds ``low`` and is connected to where it exceeds ``high``, grown by ``grow`` px; and only
-    inside the exposed field (bright surroundings), so a collimator's dark border stays dark.
+    A pixel is replaced where the black top-hat (closing with a disc of ``radius`` px, by default
+    6 px per 256 of ``size``, wider than the widest vessel drawn; minus the frame; both smoothed at
+    1 px) exceeds ``low`` and is connected to where it exceeds ``high``, grown by ``grow`` px; and
+    only inside the exposed field (bright surroundings), so a collimator's dark border stays dark.
     """
     from skimage.filters import apply_hysteresis_threshold
     from skimage.morphology import disk
@@ -106,6 +107,8 @@ def inpainted_background(
     img = _as_unit_image(frame, size).astype(np.float32)
     # on the frame smoothed at 1 px, so that pixel noise does not count as dark structure
     smooth = ndimage.gaussian_filter(img, 1.0)
+    if radius is None:
+        radius = max(2, round(6 * size / 256))
     closed = ndimage.grey_closing(smooth, footprint=disk(radius))
     dark = apply_hysteresis_threshold(closed - smooth, low, high)
     if grow > 0:  # (scipy dilates until nothing changes for iterations < 1: the whole frame)
