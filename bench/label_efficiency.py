@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from angioseg.config import from_dict, to_dict
+from angioseg.infer.engines import DEFAULT_TTA
 from angioseg.train.finetune import FinetuneConfig, run_finetune
 from angioseg.train.presets import preset_values
 
@@ -150,12 +151,22 @@ def rescore(out: Path) -> None:
 
 
 def load_results(out: Path) -> dict[tuple[str, str, int, int], dict[str, Any]]:
+    """Each finished cell's test summary, plus ``val_dice`` (training's best, on the model grid) and
+    ``val_own`` (its saved model on the validation images' own grid with the default flips, from
+    ``bench/tta_choice.py``'s cache ``tta_choice.json``, where that has scored the cell)."""
     rows = {}
+    cache_path = out / "tta_choice.json"
+    cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
     for p in sorted(out.glob("*/n*/fold*_seed*/test/summary.json")):
         cell = p.parents[1]
         fold, seed = cell.name.removeprefix("fold").split("_seed")
         key = (cell.parents[1].name, cell.parent.name[1:], int(fold), int(seed))
-        rows[key] = {**json.loads(p.read_text(encoding="utf-8")), "val_dice": best_val_dice(cell)}
+        own = cache.get(f"{cell.relative_to(out).as_posix()}:val", {}).get(f"{DEFAULT_TTA}@0.5")
+        rows[key] = {
+            **json.loads(p.read_text(encoding="utf-8")),
+            "val_dice": best_val_dice(cell),
+            "val_own": own,
+        }
     return rows
 
 
@@ -203,8 +214,8 @@ def paired(
     """Markdown lines: each method's test (and validation) Dice minus ``base``'s, same fold, seed, budget."""
     lines = ["", f"Paired differences against {base} (same fold, seed and budget):", ""]
     lines += [
-        "| method | labels | pairs | test diff | sd | wins | val diff | val wins |",
-        "|---|---|---|---|---|---|---|---|",
+        "| method | labels | pairs | test diff | sd | wins | val diff | val wins | val diff, own grid + flips (wins) |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for m in methods:
         for b in budgets:
@@ -221,11 +232,21 @@ def paired(
                 for v, w in pairs
                 if v["val_dice"] and w["val_dice"]
             ]
+            odiffs = [
+                float(v["val_own"]) - float(w["val_own"])
+                for v, w in pairs
+                if v.get("val_own") is not None and w.get("val_own") is not None
+            ]
+            own = (
+                f"{statistics.mean(odiffs):+.3f} ({sum(d > 0 for d in odiffs)}/{len(odiffs)})"
+                if odiffs
+                else "-"
+            )
             sd = statistics.stdev(diffs) if len(diffs) > 1 else 0.0
             lines.append(
                 f"| {m} | {b} | {len(diffs)} | {statistics.mean(diffs):+.3f} | {sd:.3f} | "
                 f"{sum(d > 0 for d in diffs)}/{len(diffs)} | {statistics.mean(vdiffs):+.3f} | "
-                f"{sum(d > 0 for d in vdiffs)}/{len(vdiffs)} |"
+                f"{sum(d > 0 for d in vdiffs)}/{len(vdiffs)} | {own} |"
             )
     return lines
 
