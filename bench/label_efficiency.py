@@ -251,6 +251,25 @@ def paired(
     return lines
 
 
+def _seed_sets(
+    rows: dict[tuple[str, str, int, int], dict[str, Any]], m: str, b: str
+) -> list[tuple[list[int], list[int]]]:
+    """(seeds, the folds all of them have) for every seed of (method, budget), and also for the seeds
+    that have every fold when that is a different set: a seed still running then does not shrink the
+    comparison of the finished ones to its few folds."""
+    seeds = sorted({k[3] for k in rows if k[0] == m and k[1] == b})
+    all_folds = sorted({k[2] for k in rows if k[0] == m and k[1] == b})
+
+    def common(ss: list[int]) -> list[int]:
+        return [f for f in all_folds if all((m, b, f, s) in rows for s in ss)]
+
+    complete = [s for s in seeds if all((m, b, f, s) in rows for f in all_folds)]
+    sets = [(seeds, common(seeds))]
+    if complete != seeds and len(complete) >= 2:
+        sets.append((complete, all_folds))
+    return [(ss, ff) for ss, ff in sets if len(ss) >= 2 and ff]
+
+
 def per_seed(
     rows: dict[tuple[str, str, int, int], dict[str, Any]], methods: list[str], budgets: list[str]
 ) -> list[str]:
@@ -265,28 +284,22 @@ def per_seed(
     ]
     for m in methods:
         for b in budgets:
-            seeds = sorted({k[3] for k in rows if k[0] == m and k[1] == b})
-            folds = [
-                f for f in sorted({k[2] for k in rows if k[0] == m and k[1] == b})
-                if all((m, b, f, s) in rows for s in seeds)
-            ]  # fmt: skip
-            if len(seeds) < 2 or not folds:
-                continue
-            means = [statistics.mean(float(rows[(m, b, f, s)]["dice"]) for f in folds) for s in seeds]
-            diffs = ""
-            if m != "scratch" and all(("scratch", b, f, s) in rows for f in folds for s in seeds):
-                d = [
-                    statistics.mean(
-                        float(rows[(m, b, f, s)]["dice"]) - float(rows[("scratch", b, f, s)]["dice"])
-                        for f in folds
-                    )
-                    for s in seeds
-                ]
-                diffs = ", ".join(f"{x:+.3f}" for x in d)
-            per = ", ".join(f"{s}: {x:.3f}" for s, x in zip(seeds, means, strict=True))
-            lines.append(
-                f"| {m} | {b} | {len(seeds)} | {','.join(map(str, folds))} | {per} | {_ms(means)} | {diffs} |"
-            )
+            for seeds, folds in _seed_sets(rows, m, b):
+                means = [statistics.mean(float(rows[(m, b, f, s)]["dice"]) for f in folds) for s in seeds]
+                diffs = ""
+                if m != "scratch" and all(("scratch", b, f, s) in rows for f in folds for s in seeds):
+                    d = [
+                        statistics.mean(
+                            float(rows[(m, b, f, s)]["dice"]) - float(rows[("scratch", b, f, s)]["dice"])
+                            for f in folds
+                        )
+                        for s in seeds
+                    ]
+                    diffs = ", ".join(f"{x:+.3f}" for x in d)
+                per = ", ".join(f"{s}: {x:.3f}" for s, x in zip(seeds, means, strict=True))
+                lines.append(
+                    f"| {m} | {b} | {len(seeds)} | {','.join(map(str, folds))} | {per} | {_ms(means)} | {diffs} |"
+                )
     return lines
 
 

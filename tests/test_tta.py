@@ -221,3 +221,17 @@ def test_label_efficiency_seed_table_averages_each_seed_over_the_folds_all_seeds
     assert cells[4] == "0: 0.750, 1: 0.650"
     assert cells[5].startswith("0.700 ± 0.071")
     assert cells[6] == "+0.250, +0.150"  # per seed, paired with scratch on the same folds
+
+
+def test_label_efficiency_seed_table_also_compares_the_finished_seeds_on_every_fold() -> None:
+    from bench.label_efficiency import per_seed
+
+    dice = {(0, 0): 0.7, (1, 0): 0.8, (2, 0): 0.9, (0, 1): 0.6, (1, 1): 0.7, (2, 1): 0.8, (0, 2): 0.5}
+    rows = {("synth", "10", f, s): {"dice": d} for (f, s), d in dice.items()}  # seed 2: fold 0 only
+    synth = [line for line in per_seed(rows, ["synth"], ["10"]) if line.startswith("| synth |")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in synth]
+    assert [c[2:4] for c in cells] == [["3", "0"], ["2", "0,1,2"]]
+    assert cells[0][4] == "0: 0.700, 1: 0.600, 2: 0.500"
+    assert cells[1][4] == "0: 0.800, 1: 0.700"  # seeds 0 and 1 over all three folds
+    rows[("synth", "10", 1, 2)] = rows[("synth", "10", 2, 2)] = {"dice": 0.5}  # seed 2 finished
+    assert len([line for line in per_seed(rows, ["synth"], ["10"]) if line.startswith("| synth |")]) == 1
