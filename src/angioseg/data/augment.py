@@ -45,15 +45,20 @@ from monai.transforms import (
 AUGMENT_POLICIES = ("paper", "strong")
 
 
+def check_policy(policy: str) -> str:
+    """``policy`` if it is one of :data:`AUGMENT_POLICIES`, else an error naming them."""
+    if policy not in AUGMENT_POLICIES:
+        from angioseg.errors import AngiosegError
+
+        raise AngiosegError(f"--augment-policy {policy!r} is not one of: {', '.join(AUGMENT_POLICIES)}")
+    return policy
+
+
 def augmentations(policy: str, noise_std: float = 0.3, keys: tuple[str, str] = ("image", "mask")) -> Compose:
     """The training augmentations of ``policy`` (one of :data:`AUGMENT_POLICIES`)."""
-    if policy == "paper":
-        return paper_augmentations(noise_std, keys)
-    if policy == "strong":
+    if check_policy(policy) == "strong":
         return strong_augmentations(noise_std, keys)
-    from angioseg.errors import AngiosegError
-
-    raise AngiosegError(f"--augment-policy {policy!r} is not one of: {', '.join(AUGMENT_POLICIES)}")
+    return paper_augmentations(noise_std, keys)
 
 
 def strong_augmentations(noise_std: float = 0.3, keys: tuple[str, str] = ("image", "mask")) -> Compose:

@@ -248,12 +248,9 @@ def check_options(cfg: FinetuneConfig) -> None:
     elif bool(cfg.semi) != bool(cfg.unlabeled):
         raise AngiosegError("--semi METHOD and --unlabeled DIR go together: give both or neither")
     check_tta(cfg.tta)
-    from angioseg.data.augment import AUGMENT_POLICIES
+    from angioseg.data.augment import check_policy
 
-    if cfg.augment_policy not in AUGMENT_POLICIES:
-        raise AngiosegError(
-            f"--augment-policy {cfg.augment_policy!r} is not one of: {', '.join(AUGMENT_POLICIES)}"
-        )
+    check_policy(cfg.augment_policy)
     if not cfg.augment and cfg.augment_policy != "paper":
         raise AngiosegError(
             f"--augment-policy {cfg.augment_policy} has no effect with --no-augment: give one"
