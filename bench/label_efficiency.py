@@ -265,7 +265,7 @@ def _seed_sets(
 
     complete = [s for s in seeds if all((m, b, f, s) in rows for f in all_folds)]
     sets = [(seeds, common(seeds))]
-    if complete != seeds and len(complete) >= 2:
+    if complete != seeds:
         sets.append((complete, all_folds))
     return [(ss, ff) for ss, ff in sets if len(ss) >= 2 and ff]
 

@@ -105,12 +105,9 @@ def synth(
 
     from angioseg.data.io import list_image_files, write_png
     from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
-    from angioseg.data.synthetic_real import BACKGROUNDS, write_realistic_dataset
+    from angioseg.data.synthetic_real import check_background, write_realistic_dataset
 
-    if background_removal not in BACKGROUNDS:
-        raise AngiosegError(
-            f"--background-removal {background_removal!r} is not one of: {', '.join(BACKGROUNDS)}"
-        )
+    check_background(background_removal)
     if backgrounds is None and background_removal != "closing":
         raise AngiosegError(f"--background-removal {background_removal} needs --backgrounds (real frames)")
     if backgrounds is not None:

@@ -60,6 +60,15 @@ class RealSynthConfig:
 BACKGROUNDS = ("closing", "inpaint")
 
 
+def check_background(method: str) -> str:
+    """``method`` if it is one of :data:`BACKGROUNDS`, else an error naming them."""
+    if method not in BACKGROUNDS:
+        from angioseg.errors import AngiosegError
+
+        raise AngiosegError(f"--background-removal {method!r} is not one of: {', '.join(BACKGROUNDS)}")
+    return method
+
+
 # A tree like an annotator draws one: 1-3 children a segment, no branch thinner than 2 px.
 ANNOTATED = TreeStyle(
     end_ratio=(0.55, 0.8),
@@ -147,12 +156,8 @@ def vessel_free_background(
 
     ``method`` is one of :data:`BACKGROUNDS` (module docstring); ``rng`` seeds ``"inpaint"``'s texture noise.
     """
-    if method == "inpaint":
+    if check_background(method) == "inpaint":
         return inpainted_background(frame, size, rng)[0]
-    if method != "closing":
-        from angioseg.errors import AngiosegError
-
-        raise AngiosegError(f"background removal {method!r} is not one of: {', '.join(BACKGROUNDS)}")
     img = _as_unit_image(frame, size)
     # A square footprint: separable, so ~20x faster than a disc, and as good at removing thin lines.
     closed = ndimage.grey_closing(img, size=(2 * closing_radius + 1,) * 2)
