@@ -65,10 +65,13 @@ METHODS: dict[str, dict[str, Any]] = {
     # the same from a start pretrained on synthetic frames whose backgrounds were inpainted
     # (angioseg synth --background-removal inpaint; --start)
     "synth_inpaint": {**SYNTH, "pretrained": None},
+    # synth with labeled synthetic frames (--mix DIR, from angioseg synth) in half of every epoch's draws
+    "synth_mix": {**SYNTH, "mix_fraction": 0.5},
 }
 
 
 START_METHODS = ("synth_start", "synth_inpaint")  # their starting checkpoint is --start
+MIX_METHODS = ("synth_mix",)  # their extra labeled frames are --mix
 
 
 def cell_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
@@ -82,6 +85,10 @@ def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, s
         if args.start is None:
             raise SystemExit(f"--methods {method} needs --start CHECKPOINT")
         cfg = replace(cfg, pretrained=str(args.start))
+    if method in MIX_METHODS:
+        if args.mix is None:
+            raise SystemExit(f"--methods {method} needs --mix DIR")
+        cfg = replace(cfg, mix=str(args.mix))
     cfg = replace(
         cfg,
         data=str(args.data),
@@ -351,6 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override the preset's epochs (pilots)")
     ap.add_argument(
         "--start", type=Path, default=None, help="the starting checkpoint of the START_METHODS (a run folder)"
+    )
+    ap.add_argument(
+        "--mix",
+        type=Path,
+        default=None,
+        help="the extra labeled frames of the MIX_METHODS (angioseg synth output)",
     )
     ap.add_argument("--report", action="store_true", help="only print the tables of the finished cells")
     ap.add_argument(

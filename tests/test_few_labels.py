@@ -299,3 +299,73 @@ def test_augment_policy_reaches_training_and_is_refused_without_augmentation(
     base = ["finetune", "--data", synth_dir, "--labeled", "3", *TINY, "--out", tmp_path / "r"]
     assert run_cli([*base, "--augment-policy", "strong", "--no-augment"]) == 2
     assert "--no-augment" in capsys.readouterr().err
+
+
+def test_mix_sampler_draws_its_share_of_extra_frames_afresh_each_epoch() -> None:
+    from angioseg.train.mix import MixSampler
+
+    def epochs(seed: int) -> list[list[int]]:
+        s = MixSampler(16, 100, 0.25, torch.Generator().manual_seed(seed))
+        return [list(s) for _ in range(3)]
+
+    draws = epochs(0)
+    for d in draws:
+        real, extra = [i for i in d if i < 16], [i - 16 for i in d if i >= 16]
+        assert len(d) == 16 and len(extra) == 4 and len(set(extra)) == 4 and len(set(real)) == 12
+        assert all(0 <= i < 100 for i in extra)
+        assert d != sorted(d)  # shuffled, not reals then extras
+    assert draws[0] != draws[1]  # fresh frames each epoch
+    assert draws == epochs(0) and draws != epochs(1)  # seeded
+    few = MixSampler(8, 2, 0.5, torch.Generator().manual_seed(0))  # fewer extras than draws: repeats
+    assert sum(i >= 8 for i in few) == 4
+    with pytest.raises(ValueError, match="fraction"):
+        MixSampler(8, 2, 1.0, torch.Generator())
+
+
+def test_mix_frames_reach_the_training_batches_in_their_share() -> None:
+    from angioseg.train.finetune import FinetuneConfig, _loaders
+
+    cfg = FinetuneConfig(augment=False, mix_fraction=0.25, min_steps_per_epoch=4, seed=3)
+    real = ([np.zeros((16, 16), np.float32)] * 3, [np.zeros((16, 16), bool)] * 3)
+    extra = ([np.full((16, 16), 1.0, np.float32)] * 5, [np.ones((16, 16), bool)] * 5)
+    tl, _ = _loaders(cfg, real, real, 4, mix=extra)
+    for _ in range(2):
+        batches = list(tl)
+        assert len(batches) == 4
+        images = torch.cat([b["image"] for b in batches])
+        masks = torch.cat([b["mask"] for b in batches])
+        from_extra = images.flatten(1).mean(1) > 0.5
+        assert int(from_extra.sum()) == 4  # a quarter of the 16 draws
+        assert bool((masks[from_extra] == 1).all()) and bool((masks[~from_extra] == 0).all())
+
+
+def test_finetune_mix_cli_runs_and_refuses_test_images_and_bad_options(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from angioseg.data.synthetic import write_synthetic_dataset
+
+    extra = tmp_path / "extra"
+    write_synthetic_dataset(extra, 4, size=96, seed=7)
+    base = ["finetune", "--data", synth_dir, "--labeled", "3", *TINY]
+    assert run_cli([*base, "--out", tmp_path / "r", "--mix", extra, "--mix-fraction", "0.25"]) == 0
+    cfg = _run_config(tmp_path / "r")
+    assert cfg["mix"] == str(extra) and cfg["mix_fraction"] == 0.25
+    assert "mixing 4 labeled frames" in capsys.readouterr().err.replace("\n", " ")
+    assert run_cli([*base, "--out", tmp_path / "f", "--mix", extra, "--mix-fraction", "1"]) == 2
+    assert "--mix-fraction" in capsys.readouterr().err
+    unl = ["--semi", "meanteacher", "--unlabeled", extra]
+    assert run_cli([*base, "--out", tmp_path / "s", "--mix", extra, *unl]) == 2
+    assert "does not combine" in capsys.readouterr().err
+    # a folder holding a copy of a test image (and its mask) is refused, naming the file
+    test_name = yaml.safe_load((tmp_path / "r" / "splits.json").read_text(encoding="utf-8"))["test"][0]
+    leak = tmp_path / "leak"
+    for sub in ("images", "masks"):
+        (leak / sub).mkdir(parents=True)
+        (leak / sub / "copy.png").write_bytes((synth_dir / sub / f"{test_name}.png").read_bytes())
+    assert run_cli([*base, "--out", tmp_path / "l", "--mix", leak]) != 0
+    assert "copy.png" in capsys.readouterr().err.replace("\n", "")
+    nomask = tmp_path / "nomask"
+    (nomask / "images").mkdir(parents=True)
+    (nomask / "images" / "a.png").write_bytes((extra / "images" / "synth_0000.png").read_bytes())
+    assert run_cli([*base, "--out", tmp_path / "n", "--mix", nomask]) == 2
+    assert "no labeled frame" in capsys.readouterr().err.replace("\n", " ")

@@ -212,6 +212,16 @@ def finetune(
         _opt("Folder of unlabeled angiograms for semi-supervised training (with --semi; never test images)."),
     ] = None,
     semi: Annotated[str | None, _opt("Semi-supervised method with --unlabeled: meanteacher.")] = None,
+    mix: Annotated[
+        Path | None,
+        _opt(
+            "Folder of extra labeled frames (images/ and masks/, e.g. from angioseg synth) mixed into every "
+            "epoch's training draws; never test images. Validation stays on the real images."
+        ),
+    ] = None,
+    mix_fraction: Annotated[
+        float | None, _opt("Share of each epoch's training draws taken from --mix.", 0.5)
+    ] = None,
     tta: Annotated[
         str | None,
         _opt("Test-time augmentation of the test report: none, flip (4 views) or d4 (8 views).", "flip"),
@@ -300,6 +310,8 @@ def finetune(
         "augment_policy": augment_policy,
         "unlabeled": None if unlabeled is None else str(unlabeled),
         "semi": semi,
+        "mix": None if mix is None else str(mix),
+        "mix_fraction": mix_fraction,
         "tta": tta,
         "preset": preset if resume else None,
         "val": val,

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, RandomSampler, Sampler
 
 from angioseg.config import load_config, save_config
 from angioseg.data.augment import augmentations
@@ -101,6 +101,9 @@ class FinetuneConfig:
     unlabeled_limit: int | None = 300
     semi: str | None = None
     semi_options: dict[str, Any] = field(default_factory=dict)
+    mix: str | None = None  # extra labeled frames (e.g. angioseg synth) in every epoch: angioseg.train.mix
+    mix_fraction: float = 0.5
+    mix_limit: int | None = None
     tta: str = DEFAULT_TTA  # test-time augmentation of the test report (infer.engines.TTA_MODES)
     teacher: str | None = None  # knowledge distillation (angioseg distill): angioseg.train.distill
     distill_weight: float = 1.0
@@ -139,6 +142,7 @@ def _loaders(
     batch_size: int,
     unlabeled: list[np.ndarray] | None = None,
     trainer: Any = None,
+    mix: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
 ) -> tuple[DataLoader[Any], DataLoader[Any]]:
     transform = train_transform(cfg)
     rank = int(trainer.global_rank) if trainer is not None else 0
@@ -156,7 +160,14 @@ def _loaders(
     gen = torch.Generator().manual_seed(cfg.seed)
     # Under DDP each process takes its share of the one-process draws, batch_size / N at a time
     # (angioseg.train.distributed); in one process this is DataLoader(shuffle=True, generator=gen).
-    sampler = RandomSampler(train_ds, generator=gen)  # type: ignore[arg-type]
+    sampler: Sampler[int] = RandomSampler(train_ds, generator=gen)  # type: ignore[arg-type]
+    if mix:  # a fixed share of each epoch's draws from the extra labeled frames (same augmentations)
+        from angioseg.train.mix import MixSampler
+
+        n_real = len(train_ds)  # type: ignore[arg-type]
+        extra = ArrayDataset(*mix, transform=transform)
+        train_ds = ConcatDataset([train_ds, extra])
+        sampler = MixSampler(n_real, len(extra), cfg.mix_fraction, gen)
     tl = DataLoader(
         train_ds,
         batch_size=batch_size if trainer is None else per_process_batch(batch_size, trainer),
@@ -247,6 +258,11 @@ def check_options(cfg: FinetuneConfig) -> None:
             raise AngiosegError("--semi does not combine with distillation from a --teacher")
     elif bool(cfg.semi) != bool(cfg.unlabeled):
         raise AngiosegError("--semi METHOD and --unlabeled DIR go together: give both or neither")
+    if cfg.mix is not None:
+        if cfg.unlabeled or cfg.teacher:
+            raise AngiosegError("--mix does not combine with --unlabeled/--semi or a --teacher")
+        if not 0.0 < cfg.mix_fraction < 1.0:
+            raise AngiosegError(f"--mix-fraction must be between 0 and 1 (exclusive), got {cfg.mix_fraction}")
     check_tta(cfg.tta)
     from angioseg.data.augment import check_policy
 
@@ -361,6 +377,19 @@ def run_finetune(
         if announce and not resume:
             how = f"semi-supervised ({cfg.semi})" if cfg.semi else f"distilling {cfg.teacher}"
             announce(f"{how} with {len(unlabeled)} unlabeled frames from {cfg.unlabeled}")
+    mix = None
+    if cfg.mix:
+        from angioseg.data.leakage import sample_hashes
+        from angioseg.train.mix import load_mix
+
+        mix = load_mix(
+            cfg.mix, cfg.preprocess, sample_hashes(labeled, splits["test"]), cfg.mix_limit, cfg.channel
+        )
+        if announce and not resume:
+            announce(
+                f"mixing {len(mix[0])} labeled frames from {cfg.mix} into training "
+                f"({cfg.mix_fraction:.0%} of each epoch's draws)"
+            )
     trainer = make_trainer(
         run_dir,
         cfg.epochs,
@@ -388,7 +417,7 @@ def run_finetune(
         chosen = json.loads((run_dir / "kfold.json").read_text(encoding="utf-8"))["chosen"]
         lr, bs = float(chosen["lr"]), int(chosen["batch_size"])
     module, transfer = _new_module(cfg, lr, None if resume else announce)
-    tl, vl = _loaders(cfg, train, val, bs, unlabeled, trainer)
+    tl, vl = _loaders(cfg, train, val, bs, unlabeled, trainer, mix)
     from angioseg.train.rng import track
 
     track(trainer, tl)  # its random streams go into the checkpoints
