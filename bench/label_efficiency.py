@@ -67,6 +67,9 @@ METHODS: dict[str, dict[str, Any]] = {
     "synth_inpaint": {**SYNTH, "pretrained": None},
     # synth with labeled synthetic frames (--mix DIR, from angioseg synth) in half of every epoch's draws
     "synth_mix": {**SYNTH, "mix_fraction": 0.5},
+    # self-training: the finished synth cell of the same budget, fold and seed labels the fold's unused
+    # real images (neither labeled, validation nor test); synth again with them in half of the draws
+    "synth_self": {**SYNTH, "mix_fraction": 0.5},
 }
 
 
@@ -89,6 +92,8 @@ def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, s
         if args.mix is None:
             raise SystemExit(f"--methods {method} needs --mix DIR")
         cfg = replace(cfg, mix=str(args.mix))
+    if method in SELF_METHODS:
+        cfg = replace(cfg, mix=str(pseudo_dir(args.out, method, budget, fold, seed)))
     cfg = replace(
         cfg,
         data=str(args.data),
@@ -103,6 +108,50 @@ def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, s
     return cfg
 
 
+SELF_METHODS = {"synth_self": "synth"}  # method -> the method whose finished cell labels the unused images
+
+
+def pseudo_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
+    return out / method / f"n{budget}" / f"fold{fold}_seed{seed}_pseudo"
+
+
+def write_pseudo_labels(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> Path:
+    """The unused real images of a cell (``splits.json``'s ``pretrain``: neither labeled, validation
+    nor test) with the masks its teacher cell predicts (default flips, threshold 0.5, own grid), as
+    ``images/`` and ``masks/`` for ``--mix``. Written once, into a temporary folder renamed at the end."""
+    import shutil
+
+    import numpy as np
+
+    from angioseg.data.datasets import load_dataset
+    from angioseg.data.io import write_png
+    from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore_geometry
+    from angioseg.infer.engines import TorchEngine, predict_proba
+    from angioseg.train.checkpoint import load_model
+
+    target = pseudo_dir(args.out, method, budget, fold, seed)
+    if target.is_dir():
+        return target
+    teacher = cell_dir(args.out, SELF_METHODS[method], budget, fold, seed)
+    if not (teacher / "test" / "summary.json").is_file():
+        raise SystemExit(f"{method}: run {SELF_METHODS[method]} n={budget} fold {fold} seed {seed} first")
+    names = json.loads((teacher / "splits.json").read_text(encoding="utf-8"))["pretrain"]
+    if not names:
+        raise SystemExit(f"{method} n={budget}: no unused image to label")
+    samples = {s.name: s for s in load_dataset(args.data)}
+    model, meta = load_model(teacher / "model.safetensors")
+    prep = PreprocessConfig.from_dict(meta.get("preprocess"))
+    prepared = [preprocess_image(samples[n].image, prep) for n in names]
+    probs = predict_proba(model, [x for x, _ in prepared], engine=TorchEngine(model), tta=DEFAULT_TTA)
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    for n, p, (_, geom) in zip(names, probs, prepared, strict=True):
+        write_png(tmp / "images" / f"{n}.png", np.asarray(samples[n].image).astype(np.uint8))
+        write_png(tmp / "masks" / f"{n}.png", restore_geometry(p, geom) >= 0.5)
+    tmp.rename(target)
+    return target
+
+
 def run_cells(args: argparse.Namespace) -> None:
     cells = [(m, b, f, s) for b in args.budgets for f in args.folds for s in args.seeds for m in args.methods]
     for i, (m, b, f, s) in enumerate(cells, 1):
@@ -110,6 +159,8 @@ def run_cells(args: argparse.Namespace) -> None:
         if (d / "test" / "summary.json").is_file():
             continue
         resume = (d / "config.yaml").is_file()
+        if m in SELF_METHODS:
+            write_pseudo_labels(args, m, b, f, s)
         t0 = time.perf_counter()
         print(f"[{i}/{len(cells)}] {m} n={b} fold {f} seed {s}{' (resumed)' if resume else ''}", flush=True)
         res = run_finetune(cell_config(args, m, b, f, s), resume=resume, progress=False, announce=None)

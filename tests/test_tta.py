@@ -235,3 +235,44 @@ def test_label_efficiency_seed_table_also_compares_the_finished_seeds_on_every_f
     assert cells[1][4] == "0: 0.800, 1: 0.700"  # seeds 0 and 1 over all three folds
     rows[("synth", "10", 1, 2)] = rows[("synth", "10", 2, 2)] = {"dice": 0.5}  # seed 2 finished
     assert len([line for line in per_seed(rows, ["synth"], ["10"]) if line.startswith("| synth |")]) == 1
+
+
+def test_label_efficiency_self_training_labels_only_the_unused_images_with_the_teacher(
+    tmp_path: Path, tiny_model: Path
+) -> None:
+    """synth_self's --mix folder: the teacher cell's unused images (never its test or validation
+    images), the pixels unchanged, with the masks the teacher predicts."""
+    import argparse
+    import json
+    import shutil
+
+    from bench.label_efficiency import cell_config, write_pseudo_labels
+
+    from angioseg.data.datasets import load_dataset
+    from tests.tiny_model import held_out
+
+    data = tmp_path / "data"
+    for i, (img, mask) in enumerate(held_out(6, 128)):
+        write_png(data / "images" / f"im{i}.png", img)
+        write_png(data / "masks" / f"im{i}.png", mask)
+    args = argparse.Namespace(out=tmp_path / "study", data=data, start=None, mix=None, epochs=None)
+    teacher = tmp_path / "study" / "synth" / "n2" / "fold0_seed0"
+    (teacher / "test").mkdir(parents=True)
+    splits = {"test": ["im0"], "val": ["im1"], "finetune": ["im2"], "pretrain": ["im3", "im4", "im5"]}
+    (teacher / "splits.json").write_text(json.dumps(splits), encoding="utf-8")
+    for ext in ("safetensors", "json"):
+        shutil.copy(tiny_model / f"model.{ext}", teacher / f"model.{ext}")
+    with pytest.raises(SystemExit, match="run synth n=2 fold 0 seed 0 first"):
+        write_pseudo_labels(args, "synth_self", "2", 0, 0)
+    (teacher / "test" / "summary.json").write_text("{}", encoding="utf-8")
+    folder = write_pseudo_labels(args, "synth_self", "2", 0, 0)
+    assert cell_config(args, "synth_self", "2", 0, 0).mix == str(folder)
+    pseudo = {s.name: s for s in load_dataset(folder, require_masks=True)}
+    truth = {s.name: s for s in load_dataset(data)}
+    assert sorted(pseudo) == ["im3", "im4", "im5"]
+    for n, s in pseudo.items():
+        assert np.array_equal(s.image, truth[n].image)
+        assert s.mask is not None and 0 < s.mask.mean() < 0.5
+        assert dice(s.mask, truth[n].mask) > 0.6  # the tiny model really segments them
+    (folder / "masks" / "im3.png").unlink()
+    assert write_pseudo_labels(args, "synth_self", "2", 0, 0) == folder  # written once, then reused
