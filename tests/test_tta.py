@@ -139,6 +139,14 @@ def test_resume_of_a_run_stored_before_tta_existed_may_choose_its_tta(tmp_path: 
     assert resume_config(stored, replace(stored, tta="none"), "config.yaml").tta == "none"
     with pytest.raises(AngiosegError, match="--lr"):
         resume_config(stored, replace(stored, lr=0.5), "config.yaml")
+    for change, flag in [
+        ({"augment_policy": "strong"}, "--augment-policy"),
+        ({"mix": "synth", "mix_fraction": 0.3}, "--mix .*--mix-fraction"),
+        ({"loss": "dicecldice"}, "--loss"),
+    ]:
+        with pytest.raises(AngiosegError, match=flag) as err:
+            resume_config(stored, replace(stored, **change), "config.yaml")
+        assert "config.yaml key" not in str(err.value)  # named as the option a user gives
 
 
 def test_experiment_report_names_cells_scored_by_the_older_protocol(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def load_unlabeled(
     return [preprocess_image(s.image, preprocess)[0] for s in samples]
 
 
-def strong_augmentations() -> Any:
+def strong_view() -> Any:
     """Intensity changes, blur and noise (no geometry: the weak and strong views must stay aligned)."""
     from monai.transforms import (
         Compose,
@@ -64,7 +64,7 @@ class SemiDataset(Dataset[dict[str, torch.Tensor]]):
     """Each labeled item of ``labeled`` with a random unlabeled frame as ``u_weak`` and ``u_strong``.
 
     ``u_weak`` is the frame randomly flipped / rotated by 90 degrees; ``u_strong`` is that same
-    view after :func:`strong_augmentations`. The frame and the views are drawn from a generator
+    view after :func:`strong_view`. The frame and the views are drawn from a generator
     seeded by ``seed`` (reproducible with ``num_workers=0``).
     """
 
@@ -73,7 +73,7 @@ class SemiDataset(Dataset[dict[str, torch.Tensor]]):
     ) -> None:
         self.labeled, self.unlabeled = labeled, unlabeled
         self.rng = np.random.default_rng(seed)
-        self.strong = strong_augmentations()
+        self.strong = strong_view()
         self.strong.set_random_state(seed)
 
     def __len__(self) -> int:
