@@ -70,6 +70,9 @@ METHODS: dict[str, dict[str, Any]] = {
     # self-training: the finished synth cell of the same budget, fold and seed labels the fold's unused
     # real images (neither labeled, validation nor test); synth again with them in half of the draws
     "synth_self": {**SYNTH, "mix_fraction": 0.5},
+    # a vesselness input channel (multi-scale Hessian ridge filter inside the network; its first-layer
+    # weights start at zero, so the synthetic start is unchanged until fine-tuning uses it)
+    "synth_vesselness": {**SYNTH, "vesselness": True},
 }
 
 

@@ -261,6 +261,14 @@ def finetune(
     no_augment: Annotated[
         bool, typer.Option("--no-augment", help="Disable the paper's augmentations.")
     ] = False,
+    vesselness: Annotated[
+        bool,
+        typer.Option(
+            "--vesselness",
+            help="Give the network a vesselness channel (multi-scale Hessian ridge filter, computed inside "
+            "it) beside the image; from a checkpoint without one, its first-layer weights start at zero.",
+        ),
+    ] = False,
     config: Annotated[
         Path | None, _opt("YAML file of FinetuneConfig options; options given here override it.")
     ] = None,
@@ -347,6 +355,8 @@ def finetune(
         cfg = replace(cfg, pretrained=None)
     if no_augment:
         cfg = replace(cfg, augment=False)
+    if vesselness:
+        cfg = replace(cfg, vesselness=True)
     if image_size is not None:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, image_size=image_size))
     from angioseg.train.distributed import process_rank

@@ -13,11 +13,14 @@ and ``dropout``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, TypeVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from angioseg.models.vesselness import Vesselness
 
 M = TypeVar("M", bound=nn.Module)
 
@@ -124,6 +127,9 @@ class UNet(nn.Module):
         depth: number of poolings (4 in the paper: a 16x downsample).
         act: ``"relu"`` (CM-UNet) or ``"leakyrelu"`` (CoronarySegmentation).
         dropout: dropout inside the encoder blocks (CoronarySegmentation uses 0.05).
+        vesselness: scales (pixels) of a vesselness channel computed from the first input channel
+            inside the network and given to the encoder beside the input (2D only;
+            :mod:`angioseg.models.vesselness`); ``None``: no such channel.
 
     Inputs whose size is not a multiple of ``2**depth`` are zero-padded and the output cropped back.
     """
@@ -137,10 +143,13 @@ class UNet(nn.Module):
         depth: int = 4,
         act: str = "relu",
         dropout: float = 0.0,
+        vesselness: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
         if spatial_dims not in (2, 3):
             raise ValueError(f"spatial_dims must be 2 or 3, got {spatial_dims}")
+        if vesselness is not None and spatial_dims != 2:
+            raise ValueError("the vesselness channel is 2D only")
         if width < 1 or depth < 1:
             raise ValueError(f"width and depth must be positive, got width={width}, depth={depth}")
         self._config = dict(
@@ -152,7 +161,12 @@ class UNet(nn.Module):
             act=act,
             dropout=dropout,
         )
-        self.encoder = UNetEncoder(spatial_dims, in_channels, width, depth, act, dropout)
+        self.vesselness: Vesselness | None = None
+        if vesselness is not None:  # only then in the config: older configs rebuild unchanged
+            self.vesselness = Vesselness(vesselness)
+            self._config["vesselness"] = list(self.vesselness.sigmas)
+        extra = 0 if self.vesselness is None else 1
+        self.encoder = UNetEncoder(spatial_dims, in_channels + extra, width, depth, act, dropout)
         self.decoder = UNetDecoder(spatial_dims, width, depth, act)
         self.head = _CONV[spatial_dims](width, out_channels, 1)
 
@@ -167,6 +181,8 @@ class UNet(nn.Module):
         pad: list[int] = []
         for s in reversed(size):
             pad += [0, (-s) % m]
+        if self.vesselness is not None:  # on the image itself, before any padding
+            x = torch.cat([x, self.vesselness(x[:, :1]).to(x.dtype)], dim=1)
         if any(pad):
             x = F.pad(x, pad)
         y = self.decoder(self.encoder(x))
@@ -181,7 +197,16 @@ class UNet(nn.Module):
 
 def build_model(config: dict[str, Any]) -> UNet:
     """Rebuild a UNet from :meth:`UNet.config` output (unknown keys are an error)."""
-    allowed = {"spatial_dims", "in_channels", "out_channels", "width", "depth", "act", "dropout"}
+    allowed = {
+        "spatial_dims",
+        "in_channels",
+        "out_channels",
+        "width",
+        "depth",
+        "act",
+        "dropout",
+        "vesselness",
+    }
     extra = set(config) - allowed
     if extra:
         raise ValueError(f"unknown UNet config keys {sorted(extra)}; expected a subset of {sorted(allowed)}")

@@ -192,6 +192,7 @@ def load_pretrained(model: nn.Module, path: str | Path, transfer: str = "auto") 
             f"{path}: no {transfer} tensors (keys starting with {prefixes}) in this checkpoint"
         )
     own = model.state_dict()
+    selected = _widen_first_conv(model, selected, own)
     missing = [k for k in selected if k not in own]
     wrong = [
         f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
@@ -211,6 +212,25 @@ def load_pretrained(model: nn.Module, path: str | Path, transfer: str = "auto") 
     n_buffers = int(sum(v.numel() for k, v in selected.items() if k not in learnable))
     total = int(sum(p.numel() for p in learnable.values()))
     return TransferReport(method, transfer, len(selected), n_params, skipped, n_buffers, total, str(path))
+
+
+FIRST_CONV = "encoder.stages.0.0.weight"
+
+
+def _widen_first_conv(
+    model: nn.Module, selected: dict[str, torch.Tensor], own: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """A checkpoint without the vesselness channel loaded into a UNet with one: the first convolution
+    gets zero weights for the extra input channel, so the loaded network computes what the
+    checkpoint's did until fine-tuning learns to use the channel."""
+    w = selected.get(FIRST_CONV)
+    if getattr(model, "vesselness", None) is None or w is None or FIRST_CONV not in own:
+        return selected
+    target = own[FIRST_CONV]
+    if w.shape[1] + 1 != target.shape[1] or w.shape[:1] + w.shape[2:] != target.shape[:1] + target.shape[2:]:
+        return selected
+    extra = torch.zeros_like(w[:, :1])
+    return {**selected, FIRST_CONV: torch.cat([w, extra], dim=1)}
 
 
 def segmentation_meta(model: UNet, preprocess: dict[str, Any], **extra: Any) -> dict[str, Any]:

@@ -104,6 +104,7 @@ class FinetuneConfig:
     mix: str | None = None  # extra labeled frames (e.g. angioseg synth) in every epoch: angioseg.train.mix
     mix_fraction: float = 0.5
     mix_limit: int | None = None
+    vesselness: bool = False  # a vesselness input channel inside the network: angioseg.models.vesselness
     tta: str = DEFAULT_TTA  # test-time augmentation of the test report (infer.engines.TTA_MODES)
     teacher: str | None = None  # knowledge distillation (angioseg distill): angioseg.train.distill
     distill_weight: float = 1.0
@@ -198,7 +199,12 @@ def train_transform(cfg: FinetuneConfig) -> Any:
 def _new_module(
     cfg: FinetuneConfig, lr: float, announce: Callable[[str], None] | None
 ) -> tuple[SegmentationModule, str | None]:
-    model_cfg = UNet(in_channels=1, out_channels=2, width=cfg.width, depth=cfg.depth).config()
+    from angioseg.models.vesselness import DEFAULT_SIGMAS
+
+    sigmas = DEFAULT_SIGMAS if cfg.vesselness else None
+    model_cfg = UNet(
+        in_channels=1, out_channels=2, width=cfg.width, depth=cfg.depth, vesselness=sigmas
+    ).config()
     kwargs: dict[str, Any] = dict(
         lr=lr, weight_decay=cfg.weight_decay, channels_last=cfg.channels_last, loss=cfg.loss
     )

@@ -25,7 +25,10 @@ _FLAGS = {
     "augment": "--no-augment",
     **{k: "--" + k.replace("_", "-") for k in ("data", "labeled", "fraction", "pretrained", "transfer")},
     **{k: "--" + k.replace("_", "-") for k in ("width", "batch_size", "lr", "test", "val", "seed")},
-    **{k: "--" + k for k in ("kfold", "precision", "groups", "loss", "semi", "unlabeled", "mix")},
+    **{
+        k: "--" + k
+        for k in ("kfold", "precision", "groups", "loss", "semi", "unlabeled", "mix", "vesselness")
+    },
     **{k: "--" + k.replace("_", "-") for k in ("augment_policy", "test_fold", "mix_fraction")},
 }
 _PATHS = ("data", "pretrained", "groups", "unlabeled", "mix")
