@@ -120,16 +120,18 @@ def pseudo_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Pat
 
 def write_pseudo_labels(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> Path:
     """The unused real images of a cell (``splits.json``'s ``pretrain``: neither labeled, validation
-    nor test) with the masks its teacher cell predicts (default flips, threshold 0.5, own grid), as
-    ``images/`` and ``masks/`` for ``--mix``. Written once, into a temporary folder renamed at the end."""
+    nor test) with the masks its teacher cell predicts (``angioseg.semi.selftrain.pseudo_labels``:
+    default flips, threshold 0.5, own grid), as ``images/`` and ``masks/`` for ``--mix``. Written once,
+    into a temporary folder renamed at the end. ``finetune --semi selftrain`` does the same in one
+    run (its round 1 is this teacher cell); on fold 0 it reproduced the synth_self cell epoch by epoch."""
     import shutil
 
     import numpy as np
 
     from angioseg.data.datasets import load_dataset
     from angioseg.data.io import write_png
-    from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore_geometry
-    from angioseg.infer.engines import TorchEngine, predict_proba
+    from angioseg.data.preprocess import PreprocessConfig
+    from angioseg.semi.selftrain import pseudo_labels
     from angioseg.train.checkpoint import load_model
 
     target = pseudo_dir(args.out, method, budget, fold, seed)
@@ -143,14 +145,14 @@ def write_pseudo_labels(args: argparse.Namespace, method: str, budget: str, fold
         raise SystemExit(f"{method} n={budget}: no unused image to label")
     samples = {s.name: s for s in load_dataset(args.data)}
     model, meta = load_model(teacher / "model.safetensors")
-    prep = PreprocessConfig.from_dict(meta.get("preprocess"))
-    prepared = [preprocess_image(samples[n].image, prep) for n in names]
-    probs = predict_proba(model, [x for x, _ in prepared], engine=TorchEngine(model), tta=DEFAULT_TTA)
+    masks = pseudo_labels(
+        model, PreprocessConfig.from_dict(meta.get("preprocess")), [samples[n].image for n in names]
+    )
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    for n, p, (_, geom) in zip(names, probs, prepared, strict=True):
+    for n, m in zip(names, masks, strict=True):
         write_png(tmp / "images" / f"{n}.png", np.asarray(samples[n].image).astype(np.uint8))
-        write_png(tmp / "masks" / f"{n}.png", restore_geometry(p, geom) >= 0.5)
+        write_png(tmp / "masks" / f"{n}.png", m)
     tmp.rename(target)
     return target
 

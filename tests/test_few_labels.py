@@ -369,3 +369,41 @@ def test_finetune_mix_cli_runs_and_refuses_test_images_and_bad_options(
     (nomask / "images" / "a.png").write_bytes((extra / "images" / "synth_0000.png").read_bytes())
     assert run_cli([*base, "--out", tmp_path / "n", "--mix", nomask]) == 2
     assert "no labeled frame" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_selftrain_labels_the_unlabeled_frames_with_round_one_then_trains_round_two_on_them(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from angioseg.data.io import read_mask
+    from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
+    from angioseg.predict import Segmenter
+
+    unl = tmp_path / "unl"
+    for i in range(3):
+        write_png(unl / f"u{i}.png", synthetic_angiogram(200 + i, SynthConfig(size=96))[0])
+    run = tmp_path / "r"
+    base = ["finetune", "--data", synth_dir, "--labeled", "3", *TINY, "--pretrained", "none"]
+    args = [*base, "--out", run, "--semi", "selftrain", "--unlabeled", unl, "--mix-fraction", "0.25"]
+    assert run_cli(args) == 0
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "round 1" in err and "round 2: 3 frames" in err
+    r1 = run / "round1"
+    first = _run_config(r1)
+    assert first["semi"] is None and first["unlabeled"] is None and (r1 / "test" / "summary.json").is_file()
+    # round 1's masks of the unlabeled frames, as segment makes them, are what round 2 trained on
+    seg = Segmenter.from_checkpoint(r1)
+    for i in range(3):
+        frame = synthetic_angiogram(200 + i, SynthConfig(size=96))[0]
+        assert np.array_equal(read_mask(run / "pseudo_masks" / f"u{i}.png"), seg.segment(frame))
+    assert _run_config(run)["semi"] == "selftrain" and (run / "model.safetensors").is_file()
+    assert (run / "test" / "summary.json").is_file()
+    # a cut round 2 resumes without training round 1 or labelling again
+    stamp = (run / "pseudo_masks" / "labels.json").stat().st_mtime_ns
+    assert run_cli(["finetune", "--out", run, "--resume", "--epochs", "2"]) == 0
+    assert (run / "pseudo_masks" / "labels.json").stat().st_mtime_ns == stamp
+    assert _run_config(r1)["epochs"] == 1
+    assert run_cli([*base, "--out", tmp_path / "s", "--semi", "selftrain"]) == 2  # needs --unlabeled
+    assert "go together" in capsys.readouterr().err
+    bad = [*base, "--out", tmp_path / "d", "--semi", "selftrain", "--unlabeled", unl, "--strategy", "ddp"]
+    assert run_cli(bad) == 2
+    assert "one process" in capsys.readouterr().err

@@ -211,7 +211,13 @@ def finetune(
         Path | None,
         _opt("Folder of unlabeled angiograms for semi-supervised training (with --semi; never test images)."),
     ] = None,
-    semi: Annotated[str | None, _opt("Semi-supervised method with --unlabeled: meanteacher.")] = None,
+    semi: Annotated[
+        str | None,
+        _opt(
+            "Semi-supervised method with --unlabeled: meanteacher, or selftrain (a first fine-tuning labels "
+            "the unlabeled frames, a second learns from labels and pseudo-labels; twice the time)."
+        ),
+    ] = None,
     mix: Annotated[
         Path | None,
         _opt(

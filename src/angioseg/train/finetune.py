@@ -219,7 +219,7 @@ def _new_module(
             temperature=cfg.distill_temperature,
             init=cfg.distill_init,
         )
-    elif cfg.semi:
+    elif cfg.semi and cfg.semi != "selftrain":
         from angioseg.semi import SEMI_METHODS
 
         cls = SEMI_METHODS[cfg.semi]
@@ -264,9 +264,15 @@ def check_options(cfg: FinetuneConfig) -> None:
             raise AngiosegError("--semi does not combine with distillation from a --teacher")
     elif bool(cfg.semi) != bool(cfg.unlabeled):
         raise AngiosegError("--semi METHOD and --unlabeled DIR go together: give both or neither")
-    if cfg.mix is not None:
-        if cfg.unlabeled or cfg.teacher:
-            raise AngiosegError("--mix does not combine with --unlabeled/--semi or a --teacher")
+    if cfg.semi == "selftrain" and (
+        cfg.devices not in ("auto", "1") or cfg.strategy != "auto" or cfg.num_nodes != 1
+    ):
+        raise AngiosegError(
+            "--semi selftrain runs in one process: leave --devices, --strategy and --num-nodes out"
+        )
+    if cfg.mix is not None and (cfg.unlabeled or cfg.teacher):
+        raise AngiosegError("--mix does not combine with --unlabeled/--semi or a --teacher")
+    if cfg.mix is not None or cfg.semi == "selftrain":
         if not 0.0 < cfg.mix_fraction < 1.0:
             raise AngiosegError(f"--mix-fraction must be between 0 and 1 (exclusive), got {cfg.mix_fraction}")
     check_tta(cfg.tta)
@@ -372,7 +378,14 @@ def run_finetune(
     train = _prepare(cfg, labeled, splits["finetune"], train=True)
     val = _prepare(cfg, labeled, splits["val"])
     unlabeled = None
-    if cfg.unlabeled:  # semi-supervised or distillation (check_options)
+    mix = None
+    if cfg.semi == "selftrain":  # round 1 and its pseudo-labels, then this run is round 2
+        from angioseg.data.leakage import sample_hashes
+        from angioseg.semi.selftrain import first_round
+
+        mix = first_round(cfg, sample_hashes(labeled, splits["test"]), progress, announce if main else None)
+        seed_everything(cfg.seed)  # round 2 draws as if it had started afresh
+    elif cfg.unlabeled:  # semi-supervised or distillation (check_options)
         from angioseg.data.leakage import sample_hashes
         from angioseg.semi.data import load_unlabeled
 
@@ -383,7 +396,6 @@ def run_finetune(
         if announce and not resume:
             how = f"semi-supervised ({cfg.semi})" if cfg.semi else f"distilling {cfg.teacher}"
             announce(f"{how} with {len(unlabeled)} unlabeled frames from {cfg.unlabeled}")
-    mix = None
     if cfg.mix:
         from angioseg.data.leakage import sample_hashes
         from angioseg.train.mix import load_mix
