@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -157,7 +158,9 @@ def test_finetune_semi_cli_runs_and_checks_its_options(
     assert cfg["semi"] == "meanteacher" and (tmp_path / "r" / "model.safetensors").exists()
     assert "3 unlabeled frames" in capsys.readouterr().err.replace("\n", " ")
     assert run_cli([*base, "--out", tmp_path / "s", "--semi", "meanteacher"]) == 2
-    assert "go together" in capsys.readouterr().err
+    assert "needs --unlabeled" in capsys.readouterr().err
+    assert run_cli([*base, "--out", tmp_path / "u", "--unlabeled", unl]) == 2
+    assert "needs a --semi" in capsys.readouterr().err
     assert run_cli([*base, "--out", tmp_path / "t", "--semi", "fixmatch", "--unlabeled", unl]) == 2
     assert "meanteacher" in capsys.readouterr().err
 
@@ -402,8 +405,33 @@ def test_selftrain_labels_the_unlabeled_frames_with_round_one_then_trains_round_
     assert run_cli(["finetune", "--out", run, "--resume", "--epochs", "2"]) == 0
     assert (run / "pseudo_masks" / "labels.json").stat().st_mtime_ns == stamp
     assert _run_config(r1)["epochs"] == 1
-    assert run_cli([*base, "--out", tmp_path / "s", "--semi", "selftrain"]) == 2  # needs --unlabeled
-    assert "go together" in capsys.readouterr().err
+    # without --unlabeled: the --data images without a mask, and none here (every image has one)
+    assert run_cli([*base, "--out", tmp_path / "s", "--semi", "selftrain"]) == 2
+    assert "every image has a mask" in capsys.readouterr().err.replace("\n", " ")
+    assert not (tmp_path / "s" / "config.yaml").exists()  # refused before the run was recorded
     bad = [*base, "--out", tmp_path / "d", "--semi", "selftrain", "--unlabeled", unl, "--strategy", "ddp"]
     assert run_cli(bad) == 2
     assert "one process" in capsys.readouterr().err
+
+
+def test_selftrain_without_unlabeled_uses_the_data_images_that_have_no_mask(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The user's natural layout: a few masks among all the frames of images/."""
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dir, data)
+    for i in range(20, 24):  # 4 frames left unannotated
+        (data / "masks" / f"synth_{i:04d}.png").unlink()
+    run = tmp_path / "r"
+    args = ["finetune", "--data", data, "--labeled", "3", *TINY, "--pretrained", "none", "--out", run]
+    assert run_cli([*args, "--semi", "selftrain"]) == 0
+    assert "round 2: 4 frames" in capsys.readouterr().err.replace("\n", " ")
+    labelled = json.loads((run / "pseudo_masks" / "labels.json").read_text(encoding="utf-8"))["frames"]
+    assert labelled == [f"synth_{i:04d}" for i in range(20, 24)]
+    # an unannotated copy of a test image is refused, naming it
+    test_name = json.loads((run / "splits.json").read_text(encoding="utf-8"))["test"][0]
+    shutil.copy(data / "images" / f"{test_name}.png", data / "images" / "zz_copy.png")
+    assert run_cli([*args[:-1], tmp_path / "r2", "--semi", "selftrain"]) != 0
+    assert "zz_copy" in capsys.readouterr().err.replace("\n", "")

@@ -209,7 +209,10 @@ def finetune(
     ] = None,
     unlabeled: Annotated[
         Path | None,
-        _opt("Folder of unlabeled angiograms for semi-supervised training (with --semi; never test images)."),
+        _opt(
+            "Folder of unlabeled angiograms for semi-supervised training (with --semi; never test images). "
+            "--semi selftrain without it uses the --data images that have no mask."
+        ),
     ] = None,
     semi: Annotated[
         str | None,

@@ -1,5 +1,6 @@
-"""Self-training (``finetune --semi selftrain --unlabeled DIR``): a model fine-tuned on the labels
-labels the unlabeled frames, and a second fine-tuning learns from both.
+"""Self-training (``finetune --semi selftrain [--unlabeled DIR]``): a model fine-tuned on the labels
+labels the unlabeled frames (``--unlabeled DIR``, or else the ``--data`` images without a mask), and
+a second fine-tuning learns from both.
 
 1. **Round 1**: an ordinary fine-tuning run with the same options (``RUN/round1``, resumable, its
    own test report).
@@ -19,7 +20,7 @@ It costs two trainings. Measured on CIMAT (``docs/results/label_efficiency.md``,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.io import read_mask, write_png
 from angioseg.data.leakage import check_no_test_images, frame_label, pixel_hash
 from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore_geometry, training_mask
+from angioseg.errors import AngiosegError
 from angioseg.utils import write_json
 
 if TYPE_CHECKING:
@@ -49,20 +51,32 @@ def pseudo_labels(model: UNet, preprocess: PreprocessConfig, images: list[np.nda
     return [restore_geometry(p, geom) >= 0.5 for p, (_, geom) in zip(probs, prepared, strict=True)]
 
 
-def load_frames(cfg: FinetuneConfig, test: Mapping[str, str]) -> list[Sample]:
-    """The unlabeled frames (``cfg.unlabeled``, at most ``cfg.unlabeled_limit`` files); their masks,
-    if any, are ignored. Raises :class:`~angioseg.errors.LeakageError` on a copy of a test image."""
-    assert cfg.unlabeled is not None
-    frames = load_dataset(cfg.unlabeled, channel=cfg.channel, limit=cfg.unlabeled_limit)
-    check_no_test_images(
-        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in frames), test, cfg.unlabeled
-    )
+def load_frames(cfg: FinetuneConfig, data: Sequence[Sample], test: Mapping[str, str]) -> list[Sample]:
+    """The frames to pseudo-label: ``cfg.unlabeled`` (at most ``cfg.unlabeled_limit`` files; their
+    masks, if any, are ignored), or else the images of ``data`` (the ``--data`` set) that have no mask.
+
+    Raises:
+        AngiosegError: no such frame.
+        LeakageError: a frame has the same pixels as a test image.
+    """
+    if cfg.unlabeled:
+        frames = load_dataset(cfg.unlabeled, channel=cfg.channel, limit=cfg.unlabeled_limit)
+        where: str | Path = cfg.unlabeled
+    else:
+        frames = [s for s in data if s.mask is None][: cfg.unlabeled_limit]
+        where = cfg.data
+        if not frames:
+            raise AngiosegError(
+                f"{cfg.data}: --semi selftrain found no unlabeled frame: every image has a mask. Give "
+                "--unlabeled DIR, or put unannotated frames in images/ without a mask"
+            )
+    check_no_test_images(((frame_label(s.source, s.name), pixel_hash(s.image)) for s in frames), test, where)
     return frames
 
 
 def first_round(
     cfg: FinetuneConfig,
-    test: Mapping[str, str],
+    frames: Sequence[Sample],
     progress: bool,
     announce: Callable[[str], None] | None,
 ) -> tuple[list[np.ndarray], list[np.ndarray]]:
@@ -73,7 +87,6 @@ def first_round(
 
     run_dir = Path(cfg.out)
     r1 = run_dir / ROUND1
-    frames = load_frames(cfg, test)
     if not (r1 / "test" / "summary.json").is_file():
         if announce:
             announce(f"self-training, round 1: fine-tuning on the labels alone into {r1}")
@@ -94,7 +107,7 @@ def first_round(
     if announce:
         share = sum(float(m.mean()) for m in masks) / len(masks)
         announce(
-            f"self-training, round 2: {len(frames)} frames of {cfg.unlabeled} labeled by round 1 "
+            f"self-training, round 2: {len(frames)} frames of {cfg.unlabeled or cfg.data} labeled by round 1 "
             f"(masks in {folder}, {share:.1%} vessel on average) in {cfg.mix_fraction:.0%} of each epoch's draws"
         )
     images = [preprocess_image(s.image, cfg.preprocess)[0] for s in frames]

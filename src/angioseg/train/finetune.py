@@ -262,8 +262,12 @@ def check_options(cfg: FinetuneConfig) -> None:
     if cfg.teacher:  # distillation: unlabeled frames are optional and learn the teacher's answer
         if cfg.semi is not None:
             raise AngiosegError("--semi does not combine with distillation from a --teacher")
-    elif bool(cfg.semi) != bool(cfg.unlabeled):
-        raise AngiosegError("--semi METHOD and --unlabeled DIR go together: give both or neither")
+    elif cfg.unlabeled and not cfg.semi:
+        raise AngiosegError("--unlabeled DIR needs a --semi METHOD (meanteacher or selftrain)")
+    elif cfg.semi and cfg.semi != "selftrain" and not cfg.unlabeled:
+        raise AngiosegError(
+            f"--semi {cfg.semi} needs --unlabeled DIR (only selftrain can use --data's unlabeled images)"
+        )
     if cfg.semi == "selftrain" and (
         cfg.devices not in ("auto", "1") or cfg.strategy != "auto" or cfg.num_nodes != 1
     ):
@@ -364,6 +368,12 @@ def run_finetune(
     for source in (cfg.pretrained, cfg.teacher):  # neither may have seen a test image
         if source:
             check_pretrained_images(source, labeled, splits["test"], None if resume else announce)
+    frames: list[Sample] = []
+    if cfg.semi == "selftrain":  # checked before the run is recorded: a refused run leaves no config
+        from angioseg.data.leakage import sample_hashes
+        from angioseg.semi.selftrain import load_frames
+
+        frames = load_frames(cfg, all_samples, sample_hashes(labeled, splits["test"]))
     if main and (stored is None or cfg != replace(stored, out=cfg.out)):
         save_config(run_dir / "config.yaml", cfg)
     if main and not resume:
@@ -380,10 +390,9 @@ def run_finetune(
     unlabeled = None
     mix = None
     if cfg.semi == "selftrain":  # round 1 and its pseudo-labels, then this run is round 2
-        from angioseg.data.leakage import sample_hashes
         from angioseg.semi.selftrain import first_round
 
-        mix = first_round(cfg, sample_hashes(labeled, splits["test"]), progress, announce if main else None)
+        mix = first_round(cfg, frames, progress, announce if main else None)
         seed_everything(cfg.seed)  # round 2 draws as if it had started afresh
     elif cfg.unlabeled:  # semi-supervised or distillation (check_options)
         from angioseg.data.leakage import sample_hashes
