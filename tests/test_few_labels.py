@@ -426,6 +426,8 @@ def test_selftrain_without_unlabeled_uses_the_data_images_that_have_no_mask(
         (data / "masks" / f"synth_{i:04d}.png").unlink()
     run = tmp_path / "r"
     args = ["finetune", "--data", data, "--labeled", "3", *TINY, "--pretrained", "none", "--out", run]
+    assert run_cli([*args[:-1], tmp_path / "plain"]) == 0  # without --semi: they are named, not used
+    assert "4 image(s) of" in capsys.readouterr().err.replace("\n", " ")
     assert run_cli([*args, "--semi", "selftrain"]) == 0
     assert "round 2: 4 frames" in capsys.readouterr().err.replace("\n", " ")
     labelled = json.loads((run / "pseudo_masks" / "labels.json").read_text(encoding="utf-8"))["frames"]

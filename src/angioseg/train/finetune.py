@@ -374,6 +374,13 @@ def run_finetune(
         from angioseg.semi.selftrain import load_frames
 
         frames = load_frames(cfg, all_samples, sample_hashes(labeled, splits["test"]))
+    elif announce and not resume and not (cfg.semi or cfg.teacher or cfg.mix):
+        unannotated = len(all_samples) - len(labeled)
+        if unannotated:
+            announce(
+                f"{unannotated} image(s) of {cfg.data} have no mask and are not used: --semi selftrain "
+                "would learn from them too (twice the training time; docs/results/label_efficiency.md)"
+            )
     if main and (stored is None or cfg != replace(stored, out=cfg.out)):
         save_config(run_dir / "config.yaml", cfg)
     if main and not resume:
