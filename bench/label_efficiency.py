@@ -151,7 +151,10 @@ def write_pseudo_labels(args: argparse.Namespace, method: str, budget: str, fold
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     for n, m in zip(names, masks, strict=True):
-        write_png(tmp / "images" / f"{n}.png", np.asarray(samples[n].image).astype(np.uint8))
+        image = np.asarray(samples[n].image)
+        if image.min() < 0 or image.max() > 255 or not np.array_equal(image, np.round(image)):
+            raise SystemExit(f"{samples[n].source}: not 8-bit pixels; synth_self copies 8-bit images only")
+        write_png(tmp / "images" / f"{n}.png", image.astype(np.uint8))
         write_png(tmp / "masks" / f"{n}.png", m)
     tmp.rename(target)
     return target

@@ -375,43 +375,103 @@ def test_finetune_mix_cli_runs_and_refuses_test_images_and_bad_options(
 
 
 def test_selftrain_labels_the_unlabeled_frames_with_round_one_then_trains_round_two_on_them(
-    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path,
+    synth_dir: Path,
+    tiny_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from angioseg.data.io import read_mask
-    from angioseg.data.synthetic import SynthConfig, synthetic_angiogram
-    from angioseg.predict import Segmenter
+    import shutil
 
+    import angioseg.train.finetune as ft
+    from angioseg.data.io import read_mask
+    from angioseg.data.preprocess import training_mask
+    from angioseg.predict import Segmenter
+    from tests.tiny_model import PREPROCESS, held_out
+
+    frames = [img for img, _ in held_out(3, 128, seed=9)]
     unl = tmp_path / "unl"
-    for i in range(3):
-        write_png(unl / f"u{i}.png", synthetic_angiogram(200 + i, SynthConfig(size=96))[0])
+    for i, img in enumerate(frames):
+        write_png(unl / f"u{i}.png", img)
     run = tmp_path / "r"
     base = ["finetune", "--data", synth_dir, "--labeled", "3", *TINY, "--pretrained", "none"]
     args = [*base, "--out", run, "--semi", "selftrain", "--unlabeled", unl, "--mix-fraction", "0.25"]
+    # round 1 trains first (a tiny one, whose masks are empty) ...
     assert run_cli(args) == 0
     err = capsys.readouterr().err.replace("\n", " ")
-    assert "round 1" in err and "round 2: 3 frames" in err
+    assert "round 1" in err and "round 2: 3 frames" in err and "no vessel" in err
     r1 = run / "round1"
     first = _run_config(r1)
-    assert first["semi"] is None and first["unlabeled"] is None and (r1 / "test" / "summary.json").is_file()
-    # round 1's masks of the unlabeled frames, as segment makes them, are what round 2 trained on
-    seg = Segmenter.from_checkpoint(r1)
-    for i in range(3):
-        frame = synthetic_angiogram(200 + i, SynthConfig(size=96))[0]
-        assert np.array_equal(read_mask(run / "pseudo_masks" / f"u{i}.png"), seg.segment(frame))
-    assert _run_config(run)["semi"] == "selftrain" and (run / "model.safetensors").is_file()
-    assert (run / "test" / "summary.json").is_file()
-    # a cut round 2 resumes without training round 1 or labelling again
+    assert first["semi"] is None and first["unlabeled"] is None and first["mix"] is None
+    assert (r1 / "test" / "summary.json").is_file() and _run_config(run)["semi"] == "selftrain"
+    # ... and a round 1 that segments (the tiny model) labels them as `segment` does, and round 2
+    # trains on exactly those masks
+    shutil.rmtree(run)
+    (r1 / "test").mkdir(parents=True)
+    for f in tiny_model.iterdir():
+        shutil.copy(f, r1 / f.name)
+    (r1 / "test" / "summary.json").write_text("{}", encoding="utf-8")
+    seen: dict[str, object] = {}
+    loaders = ft._loaders
+
+    def spy(*a: object, **k: object) -> object:
+        seen["mix"] = a[6] if len(a) > 6 else k.get("mix")
+        return loaders(*a, **k)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ft, "_loaders", spy)
+    assert run_cli(args) == 0
+    seg = Segmenter.from_checkpoint(r1, tta="flip")
+    masks = [read_mask(run / "pseudo_masks" / f"u{i}.png") for i in range(3)]
+    for img, m in zip(frames, masks, strict=True):
+        assert np.array_equal(m, seg.segment(img)) and 0.01 < m.mean() < 0.5
+    images, trained = seen["mix"]  # type: ignore[misc]
+    assert len(images) == 3
+    prep = PreprocessConfig(image_size=64)  # the run's own preprocessing (TINY)
+    for t, m in zip(trained, masks, strict=True):
+        assert np.array_equal(t, training_mask(m, prep))
+    assert PREPROCESS.image_size == 64
+    # a cut round 2 resumes without training round 1 or labelling again; a lost mask is made again
     stamp = (run / "pseudo_masks" / "labels.json").stat().st_mtime_ns
     assert run_cli(["finetune", "--out", run, "--resume", "--epochs", "2"]) == 0
     assert (run / "pseudo_masks" / "labels.json").stat().st_mtime_ns == stamp
-    assert _run_config(r1)["epochs"] == 1
-    # without --unlabeled: the --data images without a mask, and none here (every image has one)
+    (run / "pseudo_masks" / "u1.png").unlink()
+    assert run_cli(["finetune", "--out", run, "--resume", "--epochs", "3"]) == 0
+    assert np.array_equal(read_mask(run / "pseudo_masks" / "u1.png"), masks[1])
+    # refused: no unannotated image in --data, --mix beside it, several processes
     assert run_cli([*base, "--out", tmp_path / "s", "--semi", "selftrain"]) == 2
     assert "every image has a mask" in capsys.readouterr().err.replace("\n", " ")
     assert not (tmp_path / "s" / "config.yaml").exists()  # refused before the run was recorded
-    bad = [*base, "--out", tmp_path / "d", "--semi", "selftrain", "--unlabeled", unl, "--strategy", "ddp"]
+    assert (
+        run_cli([*base, "--out", tmp_path / "m", "--semi", "selftrain", "--unlabeled", unl, "--mix", unl])
+        == 2
+    )
+    assert "does not combine" in capsys.readouterr().err
+    bad = [*base, "--out", tmp_path / "d", "--semi", "selftrain", "--unlabeled", unl, "--devices", "2"]
     assert run_cli(bad) == 2
     assert "one process" in capsys.readouterr().err
+
+
+def test_selftrain_and_mix_refuse_several_processes_and_a_stray_fraction(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from angioseg.train.finetune import FinetuneConfig, _several_processes, check_options
+
+    one = FinetuneConfig(semi="selftrain")
+    assert not _several_processes(one)
+    for change in ({"devices": "2"}, {"devices": "0,1"}, {"strategy": "ddp"}, {"num_nodes": 2}):
+        assert _several_processes(FinetuneConfig(**change))  # type: ignore[arg-type]
+    assert not _several_processes(FinetuneConfig(devices="1")) and not _several_processes(
+        FinetuneConfig(devices="0,")
+    )
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert _several_processes(one)  # auto devices on a machine with 2 GPUs
+    monkeypatch.undo()
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    assert _several_processes(one)
+    monkeypatch.delenv("WORLD_SIZE")
+    with pytest.raises(AngiosegError, match="--mix-fraction needs"):
+        check_options(FinetuneConfig(mix_fraction=0.3))
 
 
 def test_selftrain_without_unlabeled_uses_the_data_images_that_have_no_mask(
@@ -437,3 +497,30 @@ def test_selftrain_without_unlabeled_uses_the_data_images_that_have_no_mask(
     shutil.copy(data / "images" / f"{test_name}.png", data / "images" / "zz_copy.png")
     assert run_cli([*args[:-1], tmp_path / "r2", "--semi", "selftrain"]) != 0
     assert "zz_copy" in capsys.readouterr().err.replace("\n", "")
+
+
+def test_selftrain_never_learns_a_frame_of_a_test_or_validation_images_run(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Frames exported one file each (run_f000.png, run_f001.png) form a group: the unannotated frames
+    of a run whose annotated frame is a test or validation image are left out."""
+    import shutil
+
+    data = tmp_path / "data"
+    for sub in ("images", "masks"):
+        (data / sub).mkdir(parents=True)
+    for k in range(12):
+        shutil.copy(synth_dir / "images" / f"synth_{k:04d}.png", data / "images" / f"run{k:02d}_f000.png")
+        shutil.copy(synth_dir / "masks" / f"synth_{k:04d}.png", data / "masks" / f"run{k:02d}_f000.png")
+        shutil.copy(
+            synth_dir / "images" / f"synth_{k + 12:04d}.png", data / "images" / f"run{k:02d}_f001.png"
+        )
+    run = tmp_path / "r"
+    args = ["finetune", "--data", data, "--labeled", "3", *TINY, "--pretrained", "none", "--out", run]
+    assert run_cli([*args, "--semi", "selftrain", "--test", "2", "--val", "2"]) == 0
+    splits = json.loads((run / "splits.json").read_text(encoding="utf-8"))
+    held = {n.split("_")[0] for n in [*splits["test"], *splits["val"]]}
+    labelled = json.loads((run / "pseudo_masks" / "labels.json").read_text(encoding="utf-8"))["frames"]
+    assert len(held) == 4 and len(labelled) == 8
+    assert not held & {n.split("_")[0] for n in labelled}
+    assert "leaves out 4 unannotated image(s)" in capsys.readouterr().err.replace("\n", " ")

@@ -42,6 +42,8 @@ def test_vesselness_responds_to_dark_lines_not_to_bright_lines_or_edges_at_any_c
     # computed in float32 under bf16 autocast
     with torch.autocast("cpu", dtype=torch.bfloat16):
         np.testing.assert_allclose(v(x)[0, 0].float().numpy(), r, rtol=1e-5, atol=1e-5)
+    half = v.to(torch.bfloat16)(x.bfloat16())  # a bf16-true model: kernels and image in bf16
+    np.testing.assert_allclose(half[0, 0].float().numpy(), r, atol=0.05 * r.max())
     tiny = v(torch.rand(1, 1, 3, 3))  # smaller than every kernel's reach: no response, no error
     assert tiny.shape == (1, 1, 3, 3) and not tiny.any()
     small = v(torch.rand(1, 1, 5, 5))  # only the finest scale fits
@@ -99,3 +101,14 @@ def test_finetune_vesselness_trains_and_every_engine_segments_with_it(
         assert np.abs(got - ref).max() < 2e-3, engine
     assert run_cli(["finetune", "--out", run, "--resume", "--epochs", "2"]) == 0  # resumes as stored
     assert json.loads((run / "test" / "summary.json").read_text())["best_epoch"] is not None
+    # a student distilled from it sees the channel too, and starts as its teacher (equal width)
+    student = tmp_path / "student"
+    distill = ["distill", "--teacher", run, "--data", synth_dir, "--out", student, "--width", "4"]
+    assert run_cli([*distill, "--epochs", "1", "--batch-size", "2", "--steps", "2"]) == 0
+    meta_s = json.loads((student / "model.json").read_text(encoding="utf-8"))
+    assert meta_s["model"]["vesselness"] == meta["model"]["vesselness"]
+    from angioseg.train.distill import slim_init
+
+    fresh = UNet(width=4, vesselness=tuple(meta["model"]["vesselness"]))
+    slim_init(fresh, model)
+    assert torch.equal(fresh.encoder.stages[0][0].weight, model.encoder.stages[0][0].weight)

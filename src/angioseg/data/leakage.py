@@ -57,7 +57,7 @@ def sample_hashes(samples: Mapping[str, Sample], names: Iterable[str]) -> dict[s
 
 
 def check_no_test_images(
-    pretrain: Iterable[tuple[str, str]], test: Mapping[str, str], where: str | Path
+    pretrain: Iterable[tuple[str, str]], test: Mapping[str, str], where: str | Path, role: str = "pretraining"
 ) -> None:
     """Refuse pretraining images whose pixels equal a test image's.
 
@@ -65,6 +65,7 @@ def check_no_test_images(
         pretrain: ``(label, pixel hash)`` of every pretraining image (label: its file, as :func:`frame_label`).
         test: ``{label: pixel hash}`` of every test image (:func:`sample_hashes`).
         where: what holds the pretraining images (a folder or a run folder), for the message.
+        role: what the images are for, in the message ("pretraining", or e.g. "unlabeled").
 
     Raises:
         LeakageError: naming every clashing pair (the first :data:`SHOWN` of them in full).
@@ -77,10 +78,15 @@ def check_no_test_images(
         return
     shown = "; ".join(f"{p} = test image {t}" for p, t in clashes[:SHOWN])
     more = f"; and {len(clashes) - SHOWN} more" if len(clashes) > SHOWN else ""
+    if role == "pretraining":
+        raise LeakageError(
+            f"{where}: {len(clashes)} pretraining image(s) have the same pixels as test images, so the test "
+            f"images would be pretrained on: {shown}{more}. Remove them from the pretraining data "
+            "(or pretrain on the split's own pool)"
+        )
     raise LeakageError(
-        f"{where}: {len(clashes)} pretraining image(s) have the same pixels as test images, so the test "
-        f"images would be pretrained on: {shown}{more}. Remove them from the pretraining data "
-        "(or pretrain on the split's own pool)"
+        f"{where}: {len(clashes)} {role} image(s) have the same pixels as test images, so the test images "
+        f"would be trained on: {shown}{more}. Remove them from the {role} images"
     )
 
 

@@ -58,7 +58,7 @@ class Vesselness(nn.Module):
             x = x.float().contiguous()
             best = None
             for i, s in enumerate(self.sigmas):
-                g, d1, d2 = getattr(self, f"k{i}")
+                g, d1, d2 = getattr(self, f"k{i}").float()  # also in a bf16/half model
                 if min(x.shape[-2:]) <= g.numel() // 2:  # reflect padding needs a larger image
                     continue
                 hxx = self._sep(x, g, d2) * s**2

@@ -33,7 +33,7 @@ def load_unlabeled(
     """
     samples: list[Sample] = load_dataset(folder, channel=channel, limit=limit)
     check_no_test_images(
-        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in samples), test, folder
+        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in samples), test, folder, "unlabeled"
     )
     return [preprocess_image(s.image, preprocess)[0] for s in samples]
 

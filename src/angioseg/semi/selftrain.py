@@ -20,7 +20,7 @@ It costs two trainings. Measured on CIMAT (``docs/results/label_efficiency.md``,
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,27 +51,59 @@ def pseudo_labels(model: UNet, preprocess: PreprocessConfig, images: list[np.nda
     return [restore_geometry(p, geom) >= 0.5 for p, (_, geom) in zip(probs, prepared, strict=True)]
 
 
-def load_frames(cfg: FinetuneConfig, data: Sequence[Sample], test: Mapping[str, str]) -> list[Sample]:
-    """The frames to pseudo-label: ``cfg.unlabeled`` (at most ``cfg.unlabeled_limit`` files; their
-    masks, if any, are ignored), or else the images of ``data`` (the ``--data`` set) that have no mask.
+def load_frames(
+    cfg: FinetuneConfig, data: Sequence[Sample], test: Mapping[str, str], held_out: Iterable[str] = ()
+) -> tuple[list[Sample], int]:
+    """The frames to pseudo-label, and how many unannotated ``--data`` frames were left out.
+
+    They are the files of ``cfg.unlabeled`` (at most ``cfg.unlabeled_limit``; their masks, if any,
+    are ignored), or else every image of ``data`` (the ``--data`` set) that has no mask, except those
+    that share a group (the frames of one file or cine run, ``--groups``) with a ``held_out`` image
+    (the test and validation images): a neighbouring frame of a test image is never trained on.
 
     Raises:
-        AngiosegError: no such frame.
+        AngiosegError: no frame to label.
         LeakageError: a frame has the same pixels as a test image.
     """
+    left_out = 0
     if cfg.unlabeled:
         frames = load_dataset(cfg.unlabeled, channel=cfg.channel, limit=cfg.unlabeled_limit)
         where: str | Path = cfg.unlabeled
     else:
-        frames = [s for s in data if s.mask is None][: cfg.unlabeled_limit]
+        from angioseg.data.splits import image_groups
+
+        groups_csv = cfg.groups if cfg.groups and Path(cfg.groups).is_file() else None
+        group = image_groups({s.name: s.source for s in data}, groups_csv)
+        banned = {group[n] for n in held_out}
+        unannotated = [s for s in data if s.mask is None]
+        frames = [s for s in unannotated if group[s.name] not in banned]
+        left_out = len(unannotated) - len(frames)
         where = cfg.data
         if not frames:
+            why = (
+                "every image has a mask"
+                if not unannotated
+                else "every unannotated image shares a file or group with a test or validation image"
+            )
             raise AngiosegError(
-                f"{cfg.data}: --semi selftrain found no unlabeled frame: every image has a mask. Give "
+                f"{cfg.data}: --semi selftrain found no unlabeled frame to learn from: {why}. Give "
                 "--unlabeled DIR, or put unannotated frames in images/ without a mask"
             )
-    check_no_test_images(((frame_label(s.source, s.name), pixel_hash(s.image)) for s in frames), test, where)
-    return frames
+    check_no_test_images(
+        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in frames), test, where, "unlabeled"
+    )
+    return frames, left_out
+
+
+def _stored_masks(folder: Path, names: list[str]) -> list[np.ndarray] | None:
+    """The pseudo-masks written by an earlier (cut) run for exactly these frames, or None."""
+    done = folder / "labels.json"
+    try:
+        if json.loads(done.read_text(encoding="utf-8")).get("frames") != names:
+            return None
+        return [read_mask(folder / f"{n}.png") for n in names]
+    except Exception:  # missing or unreadable: they are made again
+        return None
 
 
 def first_round(
@@ -90,14 +122,15 @@ def first_round(
     if not (r1 / "test" / "summary.json").is_file():
         if announce:
             announce(f"self-training, round 1: fine-tuning on the labels alone into {r1}")
-        first = replace(cfg, semi=None, unlabeled=None, out=str(r1))
+        first = replace(
+            cfg, semi=None, unlabeled=None, mix=None, mix_fraction=type(cfg)().mix_fraction, out=str(r1)
+        )
         run_finetune(first, resume=(r1 / "config.yaml").is_file(), progress=progress, announce=announce)
     folder = run_dir / PSEUDO
     done = folder / "labels.json"
     names = [s.name for s in frames]
-    if done.is_file() and json.loads(done.read_text(encoding="utf-8")).get("frames") == names:
-        masks = [read_mask(folder / f"{n}.png") for n in names]
-    else:
+    masks = _stored_masks(folder, names)
+    if masks is None:  # not labelled yet, other frames, or a mask lost or damaged since: label again
         model, meta = load_model(r1 / "model.safetensors")
         prep = PreprocessConfig.from_dict(meta.get("preprocess"))
         masks = pseudo_labels(model, prep, [s.image for s in frames])
@@ -106,6 +139,11 @@ def first_round(
         write_json(done, {"model": str(r1 / "model.safetensors"), "frames": names})
     if announce:
         share = sum(float(m.mean()) for m in masks) / len(masks)
+        if share == 0:
+            announce(
+                "warning: round 1 found no vessel in any unlabeled frame; round 2 learns them as background "
+                "(more labels, or more epochs for round 1, may help)"
+            )
         announce(
             f"self-training, round 2: {len(frames)} frames of {cfg.unlabeled or cfg.data} labeled by round 1 "
             f"(masks in {folder}, {share:.1%} vessel on average) in {cfg.mix_fraction:.0%} of each epoch's draws"

@@ -81,11 +81,13 @@ def _slim_double_conv(dst: torch.nn.Module, src: torch.nn.Module, in_idx: torch.
 
 def slim_problem(student: dict[str, Any], teacher: dict[str, Any]) -> str | None:
     """Why a student (UNet config) cannot start from the teacher slimmed (:func:`slim_init`), or None."""
-    same = ("spatial_dims", "in_channels", "out_channels", "depth", "act")
+    same = ("spatial_dims", "in_channels", "out_channels", "depth", "act", "vesselness")
     if any(student.get(k) != teacher.get(k) for k in same) or student.get("spatial_dims") != 2:
         return (
             f"a student initialised from its teacher needs the teacher's 2D architecture (depth "
-            f"{teacher.get('depth')}, activation {teacher.get('act')}); got depth {student.get('depth')}: "
+            f"{teacher.get('depth')}, activation {teacher.get('act')}, vesselness channel "
+            f"{teacher.get('vesselness')}); got depth {student.get('depth')}, vesselness channel "
+            f"{student.get('vesselness')}: "
             "give the teacher's depth or start from scratch"
         )
     if student["width"] > teacher["width"]:
@@ -103,7 +105,7 @@ def slim_init(student: UNet, teacher: UNet) -> None:
     problem = slim_problem(s, teacher.config())
     if problem:
         raise ValueError(problem)
-    idx = torch.arange(s["in_channels"])
+    idx = torch.arange(s["in_channels"] + (1 if s.get("vesselness") else 0))  # the encoder's inputs
     skips = []
     for d, src in zip(student.encoder.stages, teacher.encoder.stages, strict=True):
         idx = _slim_double_conv(d, src, idx)

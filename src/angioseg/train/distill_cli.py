@@ -49,12 +49,16 @@ def distill_config(teacher: str, data: Path, out: Path, **options: Any) -> Any:
         patience=40,
         epochs=100,
         preprocess=PreprocessConfig.from_dict(meta.get("preprocess")),
+        vesselness=bool(meta["model"].get("vesselness")),  # the student sees what its teacher sees
     )
     cfg = replace(cfg, **{k: v for k, v in options.items() if v is not None})
     if cfg.distill_init not in INITS:
         raise AngiosegError(f"--init must be one of {', '.join(INITS)}, got {cfg.distill_init!r}")
     if cfg.distill_init == "teacher":
-        student = UNet(in_channels=1, out_channels=2, width=cfg.width, depth=cfg.depth).config()
+        sigmas = meta["model"].get("vesselness") if cfg.vesselness else None
+        student = UNet(
+            in_channels=1, out_channels=2, width=cfg.width, depth=cfg.depth, vesselness=sigmas
+        ).config()
         problem = slim_problem(student, meta["model"])
         if problem:
             raise AngiosegError(f"--teacher {teacher}: {problem} (--init scratch)")

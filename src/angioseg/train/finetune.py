@@ -249,6 +249,22 @@ def _prepare(
     return imgs, masks  # type: ignore[return-value]
 
 
+def _several_processes(cfg: FinetuneConfig) -> bool:
+    """Whether the run may be spread over several processes: a launcher's world, a strategy or node
+    count, more than one device (a count, or a list such as ``0,1``), or ``auto`` devices on a
+    machine with several GPUs."""
+    import os
+
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1 or cfg.strategy != "auto" or cfg.num_nodes != 1:
+        return True
+    devices = str(cfg.devices).strip()
+    if devices == "auto":
+        return torch.cuda.is_available() and torch.cuda.device_count() > 1
+    if devices.isdigit():
+        return int(devices) > 1
+    return len([d for d in devices.split(",") if d.strip()]) > 1
+
+
 def check_options(cfg: FinetuneConfig) -> None:
     """Refuse an unknown loss, semi-supervised method, ``tta`` or augmentation policy, ``semi`` without
     ``unlabeled`` (or the reverse), and a policy other than the default with ``augment`` off."""
@@ -268,14 +284,14 @@ def check_options(cfg: FinetuneConfig) -> None:
         raise AngiosegError(
             f"--semi {cfg.semi} needs --unlabeled DIR (only selftrain can use --data's unlabeled images)"
         )
-    if cfg.semi == "selftrain" and (
-        cfg.devices not in ("auto", "1") or cfg.strategy != "auto" or cfg.num_nodes != 1
-    ):
+    if cfg.semi == "selftrain" and _several_processes(cfg):
         raise AngiosegError(
-            "--semi selftrain runs in one process: leave --devices, --strategy and --num-nodes out"
+            "--semi selftrain runs in one process: give --devices 1 (and leave --strategy and --num-nodes out)"
         )
-    if cfg.mix is not None and (cfg.unlabeled or cfg.teacher):
-        raise AngiosegError("--mix does not combine with --unlabeled/--semi or a --teacher")
+    if cfg.mix is not None and (cfg.unlabeled or cfg.semi or cfg.teacher):
+        raise AngiosegError("--mix does not combine with --unlabeled, --semi or a --teacher")
+    if cfg.mix is None and cfg.semi != "selftrain" and cfg.mix_fraction != FinetuneConfig.mix_fraction:
+        raise AngiosegError("--mix-fraction needs --mix DIR or --semi selftrain")
     if cfg.mix is not None or cfg.semi == "selftrain":
         if not 0.0 < cfg.mix_fraction < 1.0:
             raise AngiosegError(f"--mix-fraction must be between 0 and 1 (exclusive), got {cfg.mix_fraction}")
@@ -373,7 +389,13 @@ def run_finetune(
         from angioseg.data.leakage import sample_hashes
         from angioseg.semi.selftrain import load_frames
 
-        frames = load_frames(cfg, all_samples, sample_hashes(labeled, splits["test"]))
+        held_out = [*splits["test"], *splits["val"]]
+        frames, left_out = load_frames(cfg, all_samples, sample_hashes(labeled, splits["test"]), held_out)
+        if left_out and announce and not resume:
+            announce(
+                f"self-training leaves out {left_out} unannotated image(s) that share a file or group with "
+                "a test or validation image"
+            )
     elif announce and not resume and not (cfg.semi or cfg.teacher or cfg.mix):
         unannotated = len(all_samples) - len(labeled)
         if unannotated:

@@ -79,7 +79,7 @@ def load_mix(
             f"--mix {folder}: no labeled frame (it needs images/ and masks/ with the same names)"
         )
     check_no_test_images(
-        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in samples), test, folder
+        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in samples), test, folder, "--mix"
     )
     images, masks = [], []
     for s in samples:
