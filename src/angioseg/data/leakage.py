@@ -90,6 +90,13 @@ def check_no_test_images(
     )
 
 
+def check_samples(samples: Iterable[Sample], test: Mapping[str, str], where: str | Path, role: str) -> None:
+    """:func:`check_no_test_images` for loaded samples (each labelled by its file, :func:`frame_label`)."""
+    check_no_test_images(
+        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in samples), test, where, role
+    )
+
+
 def write_image_hashes(
     run_dir: str | Path, data: str | Path, labels: Sequence[str], hashes: Sequence[str]
 ) -> Path:
@@ -161,6 +168,7 @@ __all__ = [
     "HASH_FILE",
     "check_no_test_images",
     "check_pretrained_images",
+    "check_samples",
     "frame_label",
     "pixel_hash",
     "read_image_hashes",

@@ -11,7 +11,7 @@ import torch
 from torch.utils.data import Dataset
 
 from angioseg.data.datasets import Sample, load_dataset
-from angioseg.data.leakage import check_no_test_images, frame_label, pixel_hash
+from angioseg.data.leakage import check_samples
 from angioseg.data.preprocess import PreprocessConfig, preprocess_image
 
 
@@ -32,9 +32,7 @@ def load_unlabeled(
         LeakageError: a frame has the same pixels as a test image (it would be trained on).
     """
     samples: list[Sample] = load_dataset(folder, channel=channel, limit=limit)
-    check_no_test_images(
-        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in samples), test, folder, "unlabeled"
-    )
+    check_samples(samples, test, folder, "unlabeled")
     return [preprocess_image(s.image, preprocess)[0] for s in samples]
 
 

@@ -29,7 +29,7 @@ import numpy as np
 
 from angioseg.data.datasets import Sample, load_dataset
 from angioseg.data.io import read_mask, write_png
-from angioseg.data.leakage import check_no_test_images, frame_label, pixel_hash
+from angioseg.data.leakage import check_samples
 from angioseg.data.preprocess import PreprocessConfig, preprocess_image, restore_geometry, training_mask
 from angioseg.errors import AngiosegError
 from angioseg.utils import write_json
@@ -89,9 +89,7 @@ def load_frames(
                 f"{cfg.data}: --semi selftrain found no unlabeled frame to learn from: {why}. Give "
                 "--unlabeled DIR, or put unannotated frames in images/ without a mask"
             )
-    check_no_test_images(
-        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in frames), test, where, "unlabeled"
-    )
+    check_samples(frames, test, where, "unlabeled")
     return frames, left_out
 
 

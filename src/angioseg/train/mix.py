@@ -22,7 +22,7 @@ import torch
 from torch.utils.data import Sampler
 
 from angioseg.data.datasets import load_dataset
-from angioseg.data.leakage import check_no_test_images, frame_label, pixel_hash
+from angioseg.data.leakage import check_samples
 from angioseg.data.preprocess import PreprocessConfig, preprocess_pair
 from angioseg.errors import AngiosegError
 
@@ -78,9 +78,7 @@ def load_mix(
         raise AngiosegError(
             f"--mix {folder}: no labeled frame (it needs images/ and masks/ with the same names)"
         )
-    check_no_test_images(
-        ((frame_label(s.source, s.name), pixel_hash(s.image)) for s in samples), test, folder, "--mix"
-    )
+    check_samples(samples, test, folder, "--mix")
     images, masks = [], []
     for s in samples:
         x, m = preprocess_pair(s.image, s.mask, preprocess, train=True)
