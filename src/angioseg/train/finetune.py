@@ -266,8 +266,10 @@ def _several_processes(cfg: FinetuneConfig) -> bool:
 
 
 def check_options(cfg: FinetuneConfig) -> None:
-    """Refuse an unknown loss, semi-supervised method, ``tta`` or augmentation policy, ``semi`` without
-    ``unlabeled`` (or the reverse), and a policy other than the default with ``augment`` off."""
+    """Refuse an unknown loss, semi-supervised method, ``tta`` or augmentation policy; ``unlabeled``
+    without ``semi``, and a ``semi`` other than selftrain without ``unlabeled``; selftrain over several
+    processes; ``mix`` beside ``semi``, ``unlabeled`` or a teacher, and a ``mix_fraction`` that is
+    unused or outside (0, 1); and a policy other than the default with ``augment`` off."""
     from angioseg.semi import SEMI_NAMES
     from angioseg.train.module import LOSSES
 
