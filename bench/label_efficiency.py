@@ -35,7 +35,7 @@ from typing import Any
 from angioseg.config import from_dict, to_dict
 from angioseg.infer.engines import DEFAULT_TTA
 from angioseg.train.finetune import FinetuneConfig, run_finetune
-from angioseg.train.presets import preset_values
+from angioseg.train.presets import PRESETS, preset_values
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
 ARCADE = DATA / "arcade_unlabeled"
@@ -70,6 +70,8 @@ METHODS: dict[str, dict[str, Any]] = {
     # self-training: the finished synth cell of the same budget, fold and seed labels the fold's unused
     # real images (neither labeled, validation nor test); synth again with them in half of the draws
     "synth_self": {**SYNTH, "mix_fraction": 0.5},
+    # the paper preset (width 64, up to 128 epochs, patience 30, from scratch): the GPU user's option
+    "paper": {**SCRATCH, **PRESETS["paper"], "preset": "paper"},
     # a vesselness input channel (multi-scale Hessian ridge filter inside the network; its first-layer
     # weights start at zero, so the synthetic start is unchanged until fine-tuning uses it)
     "synth_vesselness": {**SYNTH, "vesselness": True},
@@ -173,6 +175,58 @@ def run_cells(args: argparse.Namespace) -> None:
         print(f"[{i}/{len(cells)}] {m} n={b} fold {f} seed {s}{' (resumed)' if resume else ''}", flush=True)
         res = run_finetune(cell_config(args, m, b, f, s), resume=resume, progress=False, announce=None)
         print(f"    test Dice {res.summary['dice']:.3f} in {time.perf_counter() - t0:.0f} s", flush=True)
+
+
+def groups(args: argparse.Namespace) -> list[tuple[str, int, int]]:
+    """The (budget, fold, seed) groups of the study, in its order. The methods of one group run in
+    one process, in the order given (``synth_self`` needs the group's finished ``synth`` cell)."""
+    return [(b, f, s) for b in args.budgets for f in args.folds for s in args.seeds]
+
+
+def group_argv(args: argparse.Namespace, group: tuple[str, int, int]) -> list[str]:
+    """This script's command line for one group alone (what ``--jobs`` runs in each process)."""
+    b, f, s = group
+    argv = [sys.executable, str(Path(__file__).resolve()), "--out", str(args.out), "--data", str(args.data)]
+    argv += ["--methods", *args.methods, "--budgets", b, "--folds", str(f), "--seeds", str(s), "--no-report"]
+    for opt in ("epochs", "start", "mix"):
+        if getattr(args, opt) is not None:
+            argv += [f"--{opt}", str(getattr(args, opt))]
+    return argv
+
+
+def run_parallel(args: argparse.Namespace) -> int:
+    """Run the groups in ``args.jobs`` processes at once (one thread each), e.g. on a many-core machine
+    or one GPU shared by several processes. Each group's output goes to ``OUT/logs/n<B>_fold<F>_seed<S>.log``;
+    a failed group is named and the others go on. Returns the number of failed groups."""
+    import os
+    import subprocess
+    from concurrent.futures import ThreadPoolExecutor, as_completed
+
+    logs = args.out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    todo = groups(args)
+    t0 = time.perf_counter()
+
+    def one(group: tuple[str, int, int]) -> tuple[tuple[str, int, int], int]:
+        log = logs / f"n{group[0]}_fold{group[1]}_seed{group[2]}.log"
+        with log.open("a", encoding="utf-8") as fh:
+            rc = subprocess.call(group_argv(args, group), stdout=fh, stderr=subprocess.STDOUT, env=env)
+        return group, rc
+
+    failed = 0
+    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(one, g) for g in todo]
+        for i, fut in enumerate(as_completed(futures), 1):
+            group, rc = fut.result()
+            b, f, s = group
+            state = "done" if rc == 0 else f"FAILED (exit {rc}; see {logs}/n{b}_fold{f}_seed{s}.log)"
+            print(
+                f"[{i}/{len(todo)}] n={b} fold {f} seed {s}: {state} at {time.perf_counter() - t0:.0f} s",
+                flush=True,
+            )
+            failed += rc != 0
+    return failed
 
 
 def rescore(out: Path) -> None:
@@ -424,17 +478,31 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="the extra labeled frames of the MIX_METHODS (angioseg synth output)",
     )
+    ap.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="run this many (budget, fold, seed) groups at once, each in its own one-thread process",
+    )
+    ap.add_argument("--no-report", action="store_true", help="do not print the tables at the end")
     ap.add_argument("--report", action="store_true", help="only print the tables of the finished cells")
     ap.add_argument(
         "--rescore", action="store_true", help="re-score cells scored by an older version, then report"
     )
     args = ap.parse_args(argv)
+    if args.jobs < 1:
+        raise SystemExit("--jobs must be at least 1")
+    failed = 0
     if args.rescore:
         rescore(args.out)
     elif not args.report:
-        run_cells(args)
-    print(report(args.out))
-    return 0
+        if args.jobs > 1:
+            failed = run_parallel(args)
+        else:
+            run_cells(args)
+    if not args.no_report:
+        print(report(args.out))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -59,6 +59,33 @@ def cell_scores(cell: Path, samples: dict[str, Any], split: str) -> dict[str, fl
     return {k: float(np.mean(v)) for k, v in scores.items()}
 
 
+def _score_one(job: tuple[Path, dict[str, Any], str]) -> dict[str, float]:
+    import torch
+
+    torch.set_num_threads(1)
+    return cell_scores(*job)
+
+
+def score_parallel(
+    todo: list[tuple[Path, str]],
+    samples: dict[str, Any],
+    args: argparse.Namespace,
+    cache: dict[str, Any],
+    cache_path: Path,
+) -> None:
+    """Score the uncached (cell, split) pairs in ``args.jobs`` processes, caching each as it comes."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=args.jobs, mp_context=ctx) as pool:
+        futures = {pool.submit(_score_one, (cell, samples, split)): (cell, split) for cell, split in todo}
+        for fut in as_completed(futures):
+            cell, split = futures[fut]
+            cache[f"{cell.relative_to(args.study)}:{split}"] = fut.result()
+            write_json(cache_path, cache)
+
+
 def choose(results: dict[str, dict[str, float]], margin: float = 0.002) -> str:
     """The docstring's rule on validation results (cell -> ``mode@threshold`` -> mean Dice): the key
     with the highest mean over the cells, unless a cheaper one (fewer views, then threshold 0.5) is
@@ -104,6 +131,7 @@ def main(argv: list[str] | None = None) -> int:
         "--data", type=Path, default=Path(__file__).resolve().parents[2] / "shared/data/xca_cimat40"
     )
     ap.add_argument("--test", action="store_true", help="also score the test split (after the choice)")
+    ap.add_argument("--jobs", type=int, default=1, help="score this many cells at once (one thread each)")
     args = ap.parse_args(argv)
     samples = {s.name: s for s in load_dataset(args.data) if s.mask is not None}
     cells = sorted(p.parent for p in args.study.glob("*/n*/fold*_seed*/model.safetensors"))
@@ -111,6 +139,9 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
     cache_path = args.study / "tta_choice.json"
     cache = json.loads(cache_path.read_text(encoding="utf-8")) if cache_path.is_file() else {}
+    todo = [(c, sp) for c in cells for sp in splits if f"{c.relative_to(args.study)}:{sp}" not in cache]
+    if args.jobs > 1 and todo:
+        score_parallel(todo, samples, args, cache, cache_path)
     for i, cell in enumerate(cells, 1):
         name = str(cell.relative_to(args.study))
         for split in splits:
