@@ -284,3 +284,123 @@ def test_label_efficiency_self_training_labels_only_the_unused_images_with_the_t
         assert dice(s.mask, truth[n].mask) > 0.6  # the tiny model really segments them
     (folder / "masks" / "im3.png").unlink()
     assert write_pseudo_labels(args, "synth_self", "2", 0, 0) == folder  # written once, then reused
+
+
+def test_test_report_writes_its_summary_last_with_the_extra_fields(
+    tiny_model: Path, tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    """summary.json marks a finished run (the bench skips such cells): a scoring cut part-way (here in
+    the Bland-Altman plot) leaves none, and a whole one holds the training time given as ``extra``."""
+    import json
+
+    import angioseg.metrics.evaluate
+
+    model, _ = load_model(tiny_model)
+    pairs = held_out(2, IMAGE_SIZE, seed=5)
+    samples = {f"im{i}": Sample(f"im{i}", im, m, Path(f"im{i}.png")) for i, (im, m) in enumerate(pairs)}
+    cfg = FinetuneConfig(preprocess=PREPROCESS, tta="none")
+
+    def cut(*a, **k):  # type: ignore[no-untyped-def]
+        raise KeyboardInterrupt
+
+    with monkeypatch.context() as m:
+        m.setattr(angioseg.metrics.evaluate, "plot_bland_altman", cut)
+        with pytest.raises(KeyboardInterrupt):
+            evaluate_split(model, cfg, samples, list(samples), tmp_path / "cut", extra={"train_seconds": 9.0})
+    assert (tmp_path / "cut" / "metrics.csv").is_file() and (tmp_path / "cut" / "scoring.json").is_file()
+    assert not (tmp_path / "cut" / "summary.json").exists()
+    summary = evaluate_split(model, cfg, samples, list(samples), tmp_path / "t", extra={"train_seconds": 9.0})
+    written = json.loads((tmp_path / "t" / "summary.json").read_text(encoding="utf-8"))
+    assert written.keys() == summary.keys() and written["dice"] == summary["dice"]
+    assert written["train_seconds"] == 9.0 and written["n"] == 2
+    assert (tmp_path / "t" / "bland_altman.png").is_file()
+    assert evaluate_split(model, cfg, samples, [], tmp_path / "none", extra={"best_epoch": 3}) == {
+        "n": 0,
+        "best_epoch": 3,
+    }
+    assert json.loads((tmp_path / "none" / "summary.json").read_text(encoding="utf-8"))["best_epoch"] == 3
+
+
+def test_label_efficiency_jobs_run_each_group_in_its_own_process_and_name_the_failures(
+    tmp_path: Path, monkeypatch, capsys
+) -> None:  # type: ignore[no-untyped-def]
+    """--jobs N: one process per (budget, fold, seed) with every method in the order given (synth_self
+    needs its group's synth cell), one thread each, a log per group; a failed group is named, the
+    others still run, and the exit status says so."""
+    import subprocess
+    import sys
+
+    from bench import label_efficiency
+
+    calls: list[tuple[list[str], dict[str, str]]] = []
+
+    def call(argv, stdout, stderr, env):  # type: ignore[no-untyped-def]
+        calls.append((argv, env))
+        stdout.write("ran\n")
+        return 1 if argv[argv.index("--folds") + 1] == "1" and argv[argv.index("--seeds") + 1] == "2" else 0
+
+    monkeypatch.setattr(subprocess, "call", call)
+    out = tmp_path / "study"
+    argv = ["--out", str(out), "--data", str(tmp_path / "d"), "--methods", "synth", "synth_self"]
+    rc = label_efficiency.main(
+        [
+            *argv,
+            "--budgets",
+            "5",
+            "all",
+            "--folds",
+            "0",
+            "1",
+            "--seeds",
+            "2",
+            "3",
+            "--jobs",
+            "3",
+            "--no-report",
+        ]
+    )
+    assert rc == 1
+    groups = sorted(
+        (a[a.index("--budgets") + 1], a[a.index("--folds") + 1], a[a.index("--seeds") + 1]) for a, _ in calls
+    )
+    assert groups == sorted((b, f, s) for b in ("5", "all") for f in ("0", "1") for s in ("2", "3"))
+    for a, env in calls:
+        assert a[0] == sys.executable and a[a.index("--methods") + 1 : a.index("--budgets")] == [
+            "synth",
+            "synth_self",
+        ]
+        assert env["OMP_NUM_THREADS"] == "1" and "--no-report" in a and "--jobs" not in a
+    printed = capsys.readouterr().out
+    assert printed.count("FAILED") == 2 and "n=5 fold 1 seed 2: FAILED" in printed
+    assert (out / "logs" / "nall_fold1_seed2.log").read_text(encoding="utf-8") == "ran\n"
+    with pytest.raises(SystemExit, match="--jobs"):
+        label_efficiency.main([*argv, "--jobs", "0"])
+
+
+def test_tta_choice_jobs_score_as_one_process_does(tmp_path: Path, tiny_model: Path) -> None:
+    """bench/tta_choice.py --jobs 2 fills the cache with the same scores as a single process (each
+    cell's own validation images), and a rerun finds them all cached."""
+    import json
+    import shutil
+
+    from bench import tta_choice
+
+    data = tmp_path / "data"
+    for i, (img, mask) in enumerate(held_out(4, 128, seed=11)):
+        write_png(data / "images" / f"im{i}.png", img)
+        write_png(data / "masks" / f"im{i}.png", mask)
+    for study in ("a", "b"):
+        for cell, val in (("synth/n2/fold0_seed0", ["im0", "im1"]), ("scratch/n2/fold0_seed0", ["im2"])):
+            d = tmp_path / study / cell
+            d.mkdir(parents=True)
+            (d / "splits.json").write_text(json.dumps({"val": val, "test": ["im3"]}), encoding="utf-8")
+            for ext in ("safetensors", "json"):
+                shutil.copy(tiny_model / f"model.{ext}", d / f"model.{ext}")
+    assert tta_choice.main(["--study", str(tmp_path / "a"), "--data", str(data), "--jobs", "2"]) == 0
+    assert tta_choice.main(["--study", str(tmp_path / "b"), "--data", str(data)]) == 0
+    a = json.loads((tmp_path / "a" / "tta_choice.json").read_text(encoding="utf-8"))
+    b = json.loads((tmp_path / "b" / "tta_choice.json").read_text(encoding="utf-8"))
+    assert sorted(a) == ["scratch/n2/fold0_seed0:val", "synth/n2/fold0_seed0:val"]
+    for key in a:
+        assert a[key] == pytest.approx(b[key], abs=1e-6)
+    assert a["scratch/n2/fold0_seed0:val"] != a["synth/n2/fold0_seed0:val"]  # each cell its own images

@@ -78,11 +78,13 @@ def score_pairs(
 def write_report(
     out_dir: str | Path, rows: Sequence[dict[str, float | str]], summary: dict[str, float]
 ) -> None:
-    """``metrics.csv``, ``summary.json`` and ``bland_altman.png`` in ``out_dir`` (each written atomically)."""
+    """``metrics.csv``, ``bland_altman.png`` and ``summary.json`` in ``out_dir`` (each written atomically).
+
+    ``summary.json`` comes last, so a report cut part-way has none: its presence means a whole report
+    (the label-efficiency bench and resumed studies take it as a finished run's mark)."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_metrics_csv(out / "metrics.csv", rows)
-    write_json(out / "summary.json", summary)
     if len(rows) >= 2:
         plot_bland_altman(
             [float(r["diam_pred"]) for r in rows],
@@ -90,6 +92,7 @@ def write_report(
             str(out / "bland_altman.png"),
             title=f"Bland–Altman, mean vessel diameter (n = {len(rows)})",
         )
+    write_json(out / "summary.json", summary)
 
 
 def evaluate_folders(

@@ -511,9 +511,14 @@ def run_finetune(
         batch_size=bs,
         **({"teacher": cfg.teacher} if cfg.teacher else {}),
     )
-    summary = evaluate_split(model, cfg, labeled, splits["test"], run_dir / "test")
-    summary.update(train_seconds=train_seconds, best_epoch=best_epoch)
-    write_json(run_dir / "test" / "summary.json", summary)
+    summary = evaluate_split(
+        model,
+        cfg,
+        labeled,
+        splits["test"],
+        run_dir / "test",
+        extra={"train_seconds": train_seconds, "best_epoch": best_epoch},
+    )
     return FinetuneResult(
         run_dir, summary, splits, best_epoch, train_seconds, count_parameters(model), transfer
     )
@@ -526,16 +531,22 @@ def evaluate_split(
     names: Sequence[str],
     out_dir: Path,
     fast: bool = False,
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Predict ``names`` and score them on their own pixel grid against the masks as drawn.
 
     Each image is preprocessed as in training (resized to the model's size), predicted with the
     test-time augmentation ``cfg.tta``, and its probability mapped back onto the original grid, as
     ``angioseg segment`` does; the masks are only binarised. Writes the predicted masks and the
-    metric report into ``out_dir``, and ``scoring.json`` saying how it was scored.
+    metric report into ``out_dir``, and ``scoring.json`` saying how it was scored; ``extra`` (e.g. the
+    training time) joins the summary, whose ``summary.json`` is written last. With no image to score,
+    the summary is ``{"n": 0}`` and ``extra``, written only when ``extra`` is given.
     """
     if not names:
-        return {"n": 0}
+        empty = {"n": 0, **(extra or {})}
+        if extra is not None:
+            write_json(out_dir / "summary.json", empty)
+        return empty
     prepared = [preprocess_image(samples[n].image, cfg.preprocess) for n in names]
     probs = predict_proba(model, [x for x, _ in prepared], fast=fast, tta=cfg.tta)
     pairs = []
@@ -544,6 +555,8 @@ def evaluate_split(
         write_png(out_dir / "predictions" / f"{n}.png", pred)
         pairs.append((n, pred, np.asarray(samples[n].mask, dtype=bool)))
     rows, summary = score_pairs(pairs)
-    write_report(out_dir, rows, summary)
+    # scoring.json first and summary.json (with ``extra``) last: a scoring cut part-way leaves no summary
     write_json(out_dir / "scoring.json", {"grid": "original", "tta": cfg.tta, "threshold": 0.5})
-    return dict(summary)
+    full = {**summary, **(extra or {})}
+    write_report(out_dir, rows, full)
+    return full
