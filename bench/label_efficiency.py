@@ -71,7 +71,7 @@ METHODS: dict[str, dict[str, Any]] = {
     # real images (neither labeled, validation nor test); synth again with them in half of the draws
     "synth_self": {**SYNTH, "mix_fraction": 0.5},
     # the paper preset (width 64, up to 128 epochs, patience 30, from scratch): the GPU user's option
-    "paper": {**SCRATCH, **PRESETS["paper"], "preset": "paper"},
+    "paper": {**SCRATCH, **PRESETS["paper"], "semi": None, "preset": "paper"},
     # a vesselness input channel (multi-scale Hessian ridge filter inside the network; its first-layer
     # weights start at zero, so the synthetic start is unchanged until fine-tuning uses it)
     "synth_vesselness": {**SYNTH, "vesselness": True},
@@ -196,9 +196,12 @@ def group_argv(args: argparse.Namespace, group: tuple[str, int, int]) -> list[st
 
 def run_parallel(args: argparse.Namespace) -> int:
     """Run the groups in ``args.jobs`` processes at once (one thread each), e.g. on a many-core machine
-    or one GPU shared by several processes. Each group's output goes to ``OUT/logs/n<B>_fold<F>_seed<S>.log``;
-    a failed group is named and the others go on. Returns the number of failed groups."""
+    or one GPU shared by several processes. Each group's output goes to
+    ``OUT/logs/n<B>_fold<F>_seed<S>_<methods>.log`` (a header line per start); a failed group is named
+    and the others go on. Ctrl-C or SIGTERM stops every running group (its cells resume next time) and
+    starts no other. Returns the number of failed groups."""
     import os
+    import signal
     import subprocess
     from concurrent.futures import ThreadPoolExecutor, as_completed
 
@@ -207,25 +210,60 @@ def run_parallel(args: argparse.Namespace) -> int:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     todo = groups(args)
     t0 = time.perf_counter()
+    running: dict[tuple[str, int, int], subprocess.Popen[bytes]] = {}
+    stopping = False
+
+    def log_path(group: tuple[str, int, int]) -> Path:
+        b, f, s = group
+        return logs / f"n{b}_fold{f}_seed{s}_{'+'.join(args.methods)}.log"
 
     def one(group: tuple[str, int, int]) -> tuple[tuple[str, int, int], int]:
-        log = logs / f"n{group[0]}_fold{group[1]}_seed{group[2]}.log"
-        with log.open("a", encoding="utf-8") as fh:
-            rc = subprocess.call(group_argv(args, group), stdout=fh, stderr=subprocess.STDOUT, env=env)
+        if stopping:
+            return group, -1
+        argv = group_argv(args, group)
+        with log_path(group).open("a", encoding="utf-8") as fh:
+            fh.write(f"=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n")
+            fh.flush()
+            proc = subprocess.Popen(
+                argv, stdout=fh, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+            running[group] = proc
+            if stopping:  # the signal came while it was starting
+                stop(0, None)
+            rc = proc.wait()
+            running.pop(group, None)
         return group, rc
 
+    def stop(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        stopping = True
+        for proc in list(running.values()):
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)  # Lightning traps SIGTERM and would go on for a while
+            except ProcessLookupError:
+                pass
+
+    old = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     failed = 0
-    with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        futures = [pool.submit(one, g) for g in todo]
-        for i, fut in enumerate(as_completed(futures), 1):
-            group, rc = fut.result()
-            b, f, s = group
-            state = "done" if rc == 0 else f"FAILED (exit {rc}; see {logs}/n{b}_fold{f}_seed{s}.log)"
-            print(
-                f"[{i}/{len(todo)}] n={b} fold {f} seed {s}: {state} at {time.perf_counter() - t0:.0f} s",
-                flush=True,
-            )
-            failed += rc != 0
+    try:
+        with ThreadPoolExecutor(max_workers=args.jobs) as pool:
+            futures = [pool.submit(one, g) for g in todo]
+            for i, fut in enumerate(as_completed(futures), 1):
+                group, rc = fut.result()
+                if stopping:
+                    continue
+                b, f, s = group
+                state = "done" if rc == 0 else f"FAILED (exit {rc}; see {log_path(group)})"
+                print(
+                    f"[{i}/{len(todo)}] n={b} fold {f} seed {s}: {state} at {time.perf_counter() - t0:.0f} s",
+                    flush=True,
+                )
+                failed += rc != 0
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    if stopping:
+        raise SystemExit("stopped: the running groups were ended; their cells resume on the next run")
     return failed
 
 
@@ -242,7 +280,11 @@ def rescore(out: Path) -> None:
     from angioseg.utils import write_json
 
     samples: dict[str, Any] = {}
-    for p in sorted(out.glob("*/n*/fold*_seed*/test/summary.json")):
+    marks = [
+        *out.glob("*/n*/fold*_seed*/test/summary.json"),
+        *out.glob("*/n*/fold*_seed*/test/rescored.json"),
+    ]
+    for p in sorted({m.parent / "summary.json" for m in marks}):  # evaluate_split drops summary.json first
         cell = p.parents[1]
         record = cell / "test" / "rescored.json"
         done = json.loads(record.read_text(encoding="utf-8")) if record.is_file() else None
@@ -492,6 +534,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if args.jobs < 1:
         raise SystemExit("--jobs must be at least 1")
+    # a self-training method after the method whose finished cell labels its images (synth before synth_self)
+    args.methods = sorted(dict.fromkeys(args.methods), key=lambda m: m in SELF_METHODS)
     failed = 0
     if args.rescore:
         rescore(args.out)

@@ -1,17 +1,19 @@
 #!/usr/bin/env bash
 # The label-efficiency cells of bench/label_efficiency.py on one machine with a GPU and many cores:
-# JOBS one-thread processes (and PAPER_JOBS for the paper preset) share the GPU (a width-16 UNet leaves it mostly idle; the processes' data
-# augmentation is the bottleneck). The cells are the same cpu-preset runs as on a laptop (the same
-# width, steps, bf16 mixed precision, early stopping); only the hardware differs, and the study folder
-# is kept apart from the CPU one so that every paired difference compares cells of one machine.
+# JOBS one-thread processes (and PAPER_JOBS for the paper preset) share the GPU; each width-16 run
+# alone would leave it mostly idle, together they kept an H200 40-100 % busy. The cells are the same
+# cpu-preset runs as on a laptop (width, steps, bf16 mixed precision, early stopping); the hardware
+# and its torch build differ, and the study folder is kept apart from the CPU one so that every
+# paired difference compares cells of one machine.
 #
 #   bash bench/label_efficiency_gpu.sh                      # from the repository root
 #   STUDY=studies/label_eff_gpu DATA=../shared/data/xca_cimat40 JOBS=12 PAPER_JOBS=3 CELL_LIMIT=450 bash bench/label_efficiency_gpu.sh
 #
 # Cells that finish are kept (a rerun skips them, an interrupted one resumes). After CELL_LIMIT
 # seconds the runs are stopped, every finished cell is scored on its validation images' own grid
-# (bench/tta_choice.py's cache), and, where OUT is set, the report and the cells without their
-# weights and checkpoints are written to OUT (report.md, cells.tar.gz, machine.txt).
+# (bench/tta_choice.py's cache), and, where OUT is set, the report, the GPU's load every 20 s and the
+# cells without their weights and checkpoints are written to OUT (report.md, gpu_util.csv,
+# cells.tar.gz, machine.txt). Exit status: that of the cells' run (0 also when CELL_LIMIT cut it).
 set -u
 STUDY=${STUDY:-studies/label_eff_gpu}
 DATA=${DATA:-../shared/data/xca_cimat40}
@@ -27,6 +29,12 @@ EPOCHS=${EPOCHS:-}
 PY=${PY:-python3}
 OUT=${OUT:-}
 t0=$(date +%s)
+mkdir -p "$STUDY"
+[ -n "$OUT" ] && mkdir -p "$OUT"
+if [ -n "$OUT" ] && command -v nvidia-smi >/dev/null; then
+    nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 20 >"$OUT/gpu_util.csv" 2>&1 &
+    smi=$!
+fi
 
 # wheels of packages the machine lacks (see the device notes): installed beside, not into, its Python
 if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
@@ -57,17 +65,19 @@ fi
 # shellcheck disable=SC2086
 timeout -k 5 "$CELL_LIMIT" $PY bench/label_efficiency.py --out "$STUDY" --data "$DATA" --methods $METHODS \
     --budgets $BUDGETS --folds $FOLDS --seeds $SEEDS --jobs "$JOBS" --no-report "${extra[@]}"
-echo "cells: exit $? after $(( $(date +%s) - t0 )) s"
+rc=$?
+echo "cells: exit $rc after $(( $(date +%s) - t0 )) s"
+[ "$rc" -eq 124 ] && rc=0  # stopped at CELL_LIMIT: by design
 if [ "$PAPER_JOBS" -gt 0 ]; then
     wait "$paper"
     echo "paper preset cells: exit $? after $(( $(date +%s) - t0 )) s"
 fi
-pkill -KILL -f "bench/label_efficiency.py --out $STUDY" 2>/dev/null
+pkill -KILL -f "bench/label_efficiency.py --out $STUDY " 2>/dev/null  # none should be left
 sleep 1
 
 timeout -k 5 "$SCORE_LIMIT" $PY bench/tta_choice.py --study "$STUDY" --data "$DATA" --jobs "$JOBS" >"$STUDY/tta_choice.log" 2>&1
 echo "validation scoring: exit $? after $(( $(date +%s) - t0 )) s"
-$PY bench/label_efficiency.py --out "$STUDY" --report >"$STUDY/report.md" 2>&1
+$PY bench/label_efficiency.py --out "$STUDY" --report >"$STUDY/report.md" 2>"$STUDY/report.err"
 cat "$STUDY/report.md"
 
 if [ -n "$OUT" ]; then
@@ -76,4 +86,6 @@ if [ -n "$OUT" ]; then
     tar czf "$OUT/cells.tar.gz" --exclude=checkpoints --exclude=model.safetensors --exclude='*.tfevents.*' \
         --exclude='*_pseudo' -C "$(dirname "$STUDY")" "$(basename "$STUDY")"
 fi
+[ -n "${smi:-}" ] && kill "$smi" 2>/dev/null
 echo "total $(( $(date +%s) - t0 )) s"
+exit "$rc"

@@ -73,7 +73,8 @@ def score_parallel(
     cache: dict[str, Any],
     cache_path: Path,
 ) -> None:
-    """Score the uncached (cell, split) pairs in ``args.jobs`` processes, caching each as it comes."""
+    """Score the uncached (cell, split) pairs in ``args.jobs`` processes, caching each as it comes; a
+    cell that fails is named and left uncached (the serial pass after this one tries it again)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
@@ -82,7 +83,12 @@ def score_parallel(
         futures = {pool.submit(_score_one, (cell, samples, split)): (cell, split) for cell, split in todo}
         for fut in as_completed(futures):
             cell, split = futures[fut]
-            cache[f"{cell.relative_to(args.study)}:{split}"] = fut.result()
+            try:
+                scores = fut.result()
+            except Exception as e:  # one bad cell must not lose the others' scores
+                print(f"{cell}: {split} not scored in parallel: {type(e).__name__}: {e}", file=sys.stderr)
+                continue
+            cache[f"{cell.relative_to(args.study)}:{split}"] = scores
             write_json(cache_path, cache)
 
 
@@ -134,7 +140,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--jobs", type=int, default=1, help="score this many cells at once (one thread each)")
     args = ap.parse_args(argv)
     samples = {s.name: s for s in load_dataset(args.data) if s.mask is not None}
-    cells = sorted(p.parent for p in args.study.glob("*/n*/fold*_seed*/model.safetensors"))
+    if args.jobs < 1:
+        raise SystemExit("--jobs must be at least 1")
+    # finished cells only (a cell cut while scoring its test split has a model but no summary yet)
+    cells = sorted(
+        p.parents[1]
+        for p in args.study.glob("*/n*/fold*_seed*/test/summary.json")
+        if (p.parents[1] / "model.safetensors").is_file()
+    )
     splits = ["val", "test"] if args.test else ["val"]
     results: dict[str, dict[str, dict[str, float]]] = {s: {} for s in splits}
     cache_path = args.study / "tta_choice.json"

@@ -486,17 +486,34 @@ def test_selftrain_without_unlabeled_uses_the_data_images_that_have_no_mask(
         (data / "masks" / f"synth_{i:04d}.png").unlink()
     run = tmp_path / "r"
     args = ["finetune", "--data", data, "--labeled", "3", *TINY, "--pretrained", "none", "--out", run]
-    assert run_cli([*args[:-1], tmp_path / "plain"]) == 0  # without --semi: they are named, not used
+    assert run_cli([*args[:-1], tmp_path / "plain", "--semi", "none"]) == 0  # off: named, not used
     assert "4 image(s) of" in capsys.readouterr().err.replace("\n", " ")
+    assert _run_config(tmp_path / "plain")["semi"] is None and not (tmp_path / "plain" / "round1").exists()
     assert run_cli([*args, "--semi", "selftrain"]) == 0
     assert "round 2: 4 frames" in capsys.readouterr().err.replace("\n", " ")
     labelled = json.loads((run / "pseudo_masks" / "labels.json").read_text(encoding="utf-8"))["frames"]
     assert labelled == [f"synth_{i:04d}" for i in range(20, 24)]
+    # the cpu preset's default (--semi auto) self-trains on them too, says so, and records the choice
+    assert run_cli([*args[:-1], tmp_path / "auto"]) == 0
+    err = capsys.readouterr().err.replace("\n", " ")
+    assert "self-training (--semi auto): 4 image(s)" in err and "round 2: 4 frames" in err
+    assert _run_config(tmp_path / "auto")["semi"] == "selftrain"
+    auto = json.loads((tmp_path / "auto" / "pseudo_masks" / "labels.json").read_text(encoding="utf-8"))
+    assert auto["frames"] == labelled
+    # resumed with the preset's default again: the stored choice stands (no conflict)
+    assert run_cli([*args[:-1], tmp_path / "auto", "--resume"]) == 0
+    assert run_cli([*args[:-1], tmp_path / "auto", "--resume", "--semi", "none"]) == 2  # a change: refused
+    assert "--semi" in capsys.readouterr().err
     # an unannotated copy of a test image is refused, naming it
     test_name = json.loads((run / "splits.json").read_text(encoding="utf-8"))["test"][0]
     shutil.copy(data / "images" / f"{test_name}.png", data / "images" / "zz_copy.png")
     assert run_cli([*args[:-1], tmp_path / "r2", "--semi", "selftrain"]) != 0
     assert "zz_copy" in capsys.readouterr().err.replace("\n", "")
+    # by default (auto) the run goes on without self-training, and says why
+    assert run_cli([*args[:-1], tmp_path / "r3"]) == 0
+    err = capsys.readouterr().err.replace("\n", "")
+    assert "self-training (--semi auto) is off" in err and "zz_copy" in err
+    assert _run_config(tmp_path / "r3")["semi"] is None and not (tmp_path / "r3" / "round1").exists()
 
 
 def test_selftrain_never_learns_a_frame_of_a_test_or_validation_images_run(
@@ -524,3 +541,34 @@ def test_selftrain_never_learns_a_frame_of_a_test_or_validation_images_run(
     assert len(held) == 4 and len(labelled) == 8
     assert not held & {n.split("_")[0] for n in labelled}
     assert "leaves out 4 unannotated image(s)" in capsys.readouterr().err.replace("\n", " ")
+
+
+def test_semi_auto_self_trains_only_where_unannotated_images_fit_the_other_options() -> None:
+    """resolve_semi: auto -> selftrain only with usable unannotated --data images and nothing that rules
+    it out; an explicit method is left alone; check_options takes auto for no method."""
+    from angioseg.data.datasets import Sample
+    from angioseg.train.finetune import FinetuneConfig, check_options, resolve_semi
+
+    rng = np.random.default_rng(0)
+
+    def sample(name: str, masked: bool) -> Sample:
+        image = rng.integers(0, 255, (16, 16)).astype(np.float32)
+        return Sample(name, image, np.zeros((16, 16), bool) if masked else None, Path(f"{name}.png"))
+
+    data = [sample("a", True), sample("b", True), sample("c", True), sample("u", False)]
+    auto = FinetuneConfig(semi="auto", data="d")
+    cfg, said = resolve_semi(auto, data, {}, ["a", "b"])
+    assert cfg.semi == "selftrain" and said is not None and "1 image(s) of d have no mask" in said
+    assert resolve_semi(auto, data[:3], {}, ["a"]) == (FinetuneConfig(semi=None, data="d"), None)
+    for change in ({"mix": "m"}, {"unlabeled": "u"}, {"teacher": "t"}):
+        cfg, said = resolve_semi(FinetuneConfig(semi="auto", **change), data, {}, ["a"])  # type: ignore[arg-type]
+        assert cfg.semi is None and said is None
+    cfg, said = resolve_semi(FinetuneConfig(semi="auto", devices="2"), data, {}, ["a"])
+    assert cfg.semi is None and said is not None and "one process" in said
+    explicit = FinetuneConfig(semi="meanteacher", unlabeled="u")
+    assert resolve_semi(explicit, data, {}, ["a"]) == (explicit, None)
+    check_options(FinetuneConfig(semi="auto", mix="m"))  # auto is no method: --mix is fine
+    with pytest.raises(AngiosegError, match="--unlabeled DIR needs a --semi"):
+        check_options(FinetuneConfig(semi="auto", unlabeled="u"))
+    with pytest.raises(AngiosegError, match="auto, meanteacher, selftrain, none"):
+        check_options(FinetuneConfig(semi="sometimes"))

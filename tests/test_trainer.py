@@ -46,6 +46,8 @@ def _fit(run: Path, epochs: int, patience: int, resume: bool) -> list[int]:
 def test_resume_with_a_larger_patience_trains_on_after_an_early_stop(tmp_path: Path) -> None:
     # Epoch 0 sets the best score, epoch 1 does not improve it: patience 1 stops after epoch 1.
     assert _fit(tmp_path, 10, patience=1, resume=False) == [0, 1]
+    # resumed with the same patience (a run cut after training, e.g. while scoring): no epoch more
+    assert _fit(tmp_path, 10, patience=1, resume=True) == []
     # Lightning restores the callback's stored patience (1) with its wait count (1); the new patience
     # (3) must win, so epochs 2 and 3 run before the wait count reaches 3 (a restored patience of 1
     # would stop after epoch 2).

@@ -324,9 +324,9 @@ def test_test_report_writes_its_summary_last_with_the_extra_fields(
 def test_label_efficiency_jobs_run_each_group_in_its_own_process_and_name_the_failures(
     tmp_path: Path, monkeypatch, capsys
 ) -> None:  # type: ignore[no-untyped-def]
-    """--jobs N: one process per (budget, fold, seed) with every method in the order given (synth_self
-    needs its group's synth cell), one thread each, a log per group; a failed group is named, the
-    others still run, and the exit status says so."""
+    """--jobs N: one process per (budget, fold, seed) with every method, teachers first (synth_self
+    needs its group's synth cell), one thread each, the options passed on, a log per group; a failed
+    group is named, the others still run, and the exit status says so."""
     import subprocess
     import sys
 
@@ -334,31 +334,22 @@ def test_label_efficiency_jobs_run_each_group_in_its_own_process_and_name_the_fa
 
     calls: list[tuple[list[str], dict[str, str]]] = []
 
-    def call(argv, stdout, stderr, env):  # type: ignore[no-untyped-def]
-        calls.append((argv, env))
-        stdout.write("ran\n")
-        return 1 if argv[argv.index("--folds") + 1] == "1" and argv[argv.index("--seeds") + 1] == "2" else 0
+    class Popen:
+        def __init__(self, argv, stdout, stderr, env, start_new_session):  # type: ignore[no-untyped-def]
+            calls.append((argv, env))
+            stdout.write("ran\n")
+            self.pid, self.argv = 0, argv
+            assert start_new_session  # so that a stop can end the group's whole process tree
 
-    monkeypatch.setattr(subprocess, "call", call)
+        def wait(self) -> int:
+            a = self.argv
+            return 1 if a[a.index("--folds") + 1] == "1" and a[a.index("--seeds") + 1] == "2" else 0
+
+    monkeypatch.setattr(subprocess, "Popen", Popen)
     out = tmp_path / "study"
-    argv = ["--out", str(out), "--data", str(tmp_path / "d"), "--methods", "synth", "synth_self"]
-    rc = label_efficiency.main(
-        [
-            *argv,
-            "--budgets",
-            "5",
-            "all",
-            "--folds",
-            "0",
-            "1",
-            "--seeds",
-            "2",
-            "3",
-            "--jobs",
-            "3",
-            "--no-report",
-        ]
-    )
+    argv = ["--out", str(out), "--data", str(tmp_path / "d"), "--methods", "synth_self", "synth"]
+    grid = ["--budgets", "5", "all", "--folds", "0", "1", "--seeds", "2", "3", "--epochs", "7"]
+    rc = label_efficiency.main([*argv, *grid, "--mix", str(tmp_path / "m"), "--jobs", "3", "--no-report"])
     assert rc == 1
     groups = sorted(
         (a[a.index("--budgets") + 1], a[a.index("--folds") + 1], a[a.index("--seeds") + 1]) for a, _ in calls
@@ -370,14 +361,34 @@ def test_label_efficiency_jobs_run_each_group_in_its_own_process_and_name_the_fa
             "synth_self",
         ]
         assert env["OMP_NUM_THREADS"] == "1" and "--no-report" in a and "--jobs" not in a
+        assert a[a.index("--epochs") + 1] == "7" and a[a.index("--mix") + 1] == str(tmp_path / "m")
     printed = capsys.readouterr().out
     assert printed.count("FAILED") == 2 and "n=5 fold 1 seed 2: FAILED" in printed
-    assert (out / "logs" / "nall_fold1_seed2.log").read_text(encoding="utf-8") == "ran\n"
+    log = (out / "logs" / "nall_fold1_seed2_synth+synth_self.log").read_text(encoding="utf-8")
+    assert log.startswith("=== ") and log.endswith("ran\n")
     with pytest.raises(SystemExit, match="--jobs"):
         label_efficiency.main([*argv, "--jobs", "0"])
 
 
-def test_tta_choice_jobs_score_as_one_process_does(tmp_path: Path, tiny_model: Path) -> None:
+def test_label_efficiency_paper_cell_is_the_paper_preset_from_scratch(tmp_path: Path) -> None:
+    import argparse
+
+    from bench.label_efficiency import cell_config
+
+    from angioseg.train.presets import PRESETS
+
+    args = argparse.Namespace(out=tmp_path, data=tmp_path / "d", start=None, mix=None, epochs=None)
+    cfg = cell_config(args, "paper", "all", 3, 1)
+    assert (
+        (cfg.width, cfg.epochs, cfg.patience)
+        == (64, 128, 30)
+        == tuple(PRESETS["paper"][k] for k in ("width", "epochs", "patience"))
+    )
+    assert cfg.pretrained is None and cfg.semi is None and cfg.preset == "paper"
+    assert (cfg.labeled, cfg.test_fold, cfg.seed, cfg.val) == (None, 3, 1, 4)
+
+
+def test_tta_choice_jobs_score_as_one_process_does(tmp_path: Path, tiny_model: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """bench/tta_choice.py --jobs 2 fills the cache with the same scores as a single process (each
     cell's own validation images), and a rerun finds them all cached."""
     import json
@@ -396,7 +407,22 @@ def test_tta_choice_jobs_score_as_one_process_does(tmp_path: Path, tiny_model: P
             (d / "splits.json").write_text(json.dumps({"val": val, "test": ["im3"]}), encoding="utf-8")
             for ext in ("safetensors", "json"):
                 shutil.copy(tiny_model / f"model.{ext}", d / f"model.{ext}")
-    assert tta_choice.main(["--study", str(tmp_path / "a"), "--data", str(data), "--jobs", "2"]) == 0
+    for study in ("a", "b"):  # a cell cut while scoring its test split (no summary) is not scored
+        (tmp_path / study / "synth/n2/fold0_seed0/test").mkdir()
+        (tmp_path / study / "synth/n2/fold0_seed0/test/summary.json").write_text("{}", encoding="utf-8")
+        (tmp_path / study / "scratch/n2/fold0_seed0/test").mkdir()
+        (tmp_path / study / "scratch/n2/fold0_seed0/test/summary.json").write_text("{}", encoding="utf-8")
+    shutil.copytree(
+        tmp_path / "a" / "synth" / "n2" / "fold0_seed0", tmp_path / "a" / "synth" / "n5" / "fold0_seed0"
+    )
+    (tmp_path / "a" / "synth" / "n5" / "fold0_seed0" / "test" / "summary.json").unlink()
+
+    def serial(*a):  # type: ignore[no-untyped-def]
+        raise AssertionError("the parallel pass left a cell to the serial one")
+
+    with monkeypatch.context() as m:
+        m.setattr(tta_choice, "cell_scores", serial)
+        assert tta_choice.main(["--study", str(tmp_path / "a"), "--data", str(data), "--jobs", "2"]) == 0
     assert tta_choice.main(["--study", str(tmp_path / "b"), "--data", str(data)]) == 0
     a = json.loads((tmp_path / "a" / "tta_choice.json").read_text(encoding="utf-8"))
     b = json.loads((tmp_path / "b" / "tta_choice.json").read_text(encoding="utf-8"))
@@ -404,3 +430,50 @@ def test_tta_choice_jobs_score_as_one_process_does(tmp_path: Path, tiny_model: P
     for key in a:
         assert a[key] == pytest.approx(b[key], abs=1e-6)
     assert a["scratch/n2/fold0_seed0:val"] != a["synth/n2/fold0_seed0:val"]  # each cell its own images
+
+
+def test_label_efficiency_jobs_stop_on_a_signal_ending_the_running_groups_and_starting_none(
+    tmp_path: Path,
+) -> None:
+    """Ctrl-C (or SIGTERM) on ``--jobs``: the running groups' processes end at once, no queued group
+    starts, and the run exits with a message, not after the whole queue."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from bench import label_efficiency as le\n"
+        "le.group_argv = lambda args, g: [sys.executable, '-c', "
+        "'import os, time; print(os.getpid(), flush=True); time.sleep(60)']\n"
+        f"sys.exit(le.main(['--out', {str(tmp_path / 'study')!r}, '--methods', 'synth', '--budgets', '5', "
+        "'--folds', '0', '1', '2', '--seeds', '0', '1', '--jobs', '2', '--no-report']))\n",
+        encoding="utf-8",
+    )
+    root = Path(__file__).resolve().parents[1]
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        cwd=root,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**__import__("os").environ, "PYTHONPATH": str(root)},
+    )
+    logs = tmp_path / "study" / "logs"
+    deadline = time.monotonic() + 60
+    while (
+        time.monotonic() < deadline
+        and len([p for p in logs.glob("*.log") if p.read_text().count("\n") >= 2]) < 2
+    ):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGINT)
+    t0 = time.monotonic()
+    _, err = proc.communicate(timeout=30)
+    assert time.monotonic() - t0 < 10 and proc.returncode != 0 and "stopped" in err
+    started = sorted(logs.glob("*.log"))
+    assert len(started) == 2  # 6 groups queued, 2 ran, none started after the signal
+    for log in started:
+        pid = int(log.read_text().splitlines()[1])
+        with pytest.raises(ProcessLookupError):
+            __import__("os").kill(pid, 0)

@@ -217,8 +217,9 @@ def finetune(
     semi: Annotated[
         str | None,
         _opt(
-            "Semi-supervised method with --unlabeled: meanteacher, or selftrain (a first fine-tuning labels "
-            "the unlabeled frames, a second learns from labels and pseudo-labels; twice the time)."
+            "Semi-supervised method: selftrain (a first fine-tuning labels the unlabeled frames, a second "
+            "learns from labels and pseudo-labels; twice the time), meanteacher (needs --unlabeled), auto "
+            "(the cpu preset's default: selftrain when --data has images without a mask), or none."
         ),
     ] = None,
     mix: Annotated[

@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from angioseg.data.preprocess import (
     truth_mask,
 )
 from angioseg.data.splits import SplitSpec, image_groups, load_or_make_splits
-from angioseg.errors import AngiosegError
+from angioseg.errors import AngiosegError, LeakageError
 from angioseg.infer.engines import DEFAULT_TTA, check_tta, predict_proba
 from angioseg.metrics.evaluate import score_pairs, write_report
 from angioseg.models.unet import UNet, count_parameters, set_memory_format
@@ -269,14 +269,19 @@ def check_options(cfg: FinetuneConfig) -> None:
     """Refuse an unknown loss, semi-supervised method, ``tta`` or augmentation policy; ``unlabeled``
     without ``semi``, and a ``semi`` other than selftrain without ``unlabeled``; selftrain over several
     processes; ``mix`` beside ``semi``, ``unlabeled`` or a teacher, and a ``mix_fraction`` that is
-    unused or outside (0, 1); and a policy other than the default with ``augment`` off."""
+    unused or outside (0, 1); and a policy other than the default with ``augment`` off.
+
+    ``semi="auto"`` (the cpu preset's) is checked as no method: it becomes selftrain only where that
+    fits the other options (:func:`resolve_semi`)."""
     from angioseg.semi import SEMI_NAMES
     from angioseg.train.module import LOSSES
 
     if cfg.loss not in LOSSES:
         raise AngiosegError(f"--loss {cfg.loss!r} is not one of: {', '.join(LOSSES)}")
-    if cfg.semi is not None and cfg.semi not in SEMI_NAMES:
-        raise AngiosegError(f"--semi {cfg.semi!r} is not one of: {', '.join(SEMI_NAMES)}")
+    if cfg.semi is not None and cfg.semi not in (*SEMI_NAMES, SEMI_AUTO):
+        raise AngiosegError(f"--semi {cfg.semi!r} is not one of: {', '.join((SEMI_AUTO, *SEMI_NAMES))}, none")
+    if cfg.semi == SEMI_AUTO:
+        cfg = replace(cfg, semi=None)
     if cfg.teacher:  # distillation: unlabeled frames are optional and learn the teacher's answer
         if cfg.semi is not None:
             raise AngiosegError("--semi does not combine with distillation from a --teacher")
@@ -347,6 +352,42 @@ def finetune_splits(
     )
 
 
+SEMI_AUTO = "auto"  # the cpu preset's --semi: selftrain where --data has unannotated images (resolve_semi)
+
+
+def resolve_semi(
+    cfg: FinetuneConfig, data: Sequence[Sample], test: Mapping[str, str], held_out: Sequence[str]
+) -> tuple[FinetuneConfig, str | None]:
+    """``cfg`` with ``semi="auto"`` made concrete, and a line saying what was chosen (or None).
+
+    ``auto`` becomes ``selftrain`` when the ``--data`` set has images without a mask that self-training
+    may use (none sharing a file or group with a test or validation image, none a copy of a test image),
+    and nothing else rules it out (``--unlabeled``, ``--mix``, a ``--teacher``, several processes);
+    otherwise no semi-supervised method. Self-training won on validation at 5 and 10 labels
+    (docs/results/label_efficiency.md). Any other ``semi`` is returned as it is.
+    """
+    if cfg.semi != SEMI_AUTO:
+        return cfg, None
+    off = replace(cfg, semi=None)
+    if cfg.unlabeled or cfg.mix or cfg.teacher or not any(s.mask is None for s in data):
+        return off, None
+    if _several_processes(cfg):
+        return off, "self-training (--semi auto) is off: it runs in one process (--devices 1)"
+    from angioseg.semi.selftrain import load_frames
+
+    try:
+        frames, _ = load_frames(replace(cfg, semi="selftrain"), data, test, held_out)
+    except LeakageError as e:
+        return off, f"self-training (--semi auto) is off: {e}"
+    except AngiosegError:  # every unannotated image shares a file or group with a held-out image
+        return off, None
+    return replace(cfg, semi="selftrain"), (
+        f"self-training (--semi auto): {len(frames)} image(s) of {cfg.data} have no mask; a first "
+        "fine-tuning labels them and a second learns from labels and pseudo-labels (about twice the "
+        "time; --semi none turns it off)"
+    )
+
+
 def run_finetune(
     cfg: FinetuneConfig,
     resume: bool = False,
@@ -370,6 +411,8 @@ def run_finetune(
     if resume:
         stored = load_config(FinetuneConfig, run_dir / "config.yaml")
         cfg = resume_config(stored, cfg, str(run_dir / "config.yaml"))
+    if isinstance(cfg.semi, str) and cfg.semi.lower() == "none":
+        cfg = replace(cfg, semi=None)
     seed_everything(cfg.seed)
     check_options(cfg)
     all_samples = load_dataset(cfg.data, channel=cfg.channel)
@@ -386,6 +429,14 @@ def run_finetune(
     for source in (cfg.pretrained, cfg.teacher):  # neither may have seen a test image
         if source:
             check_pretrained_images(source, labeled, splits["test"], None if resume else announce)
+    if cfg.semi == SEMI_AUTO:  # made concrete before the run is recorded (config.yaml keeps the choice)
+        from angioseg.data.leakage import sample_hashes
+
+        cfg, chosen = resolve_semi(
+            cfg, all_samples, sample_hashes(labeled, splits["test"]), [*splits["test"], *splits["val"]]
+        )
+        if chosen and announce:
+            announce(chosen)
     frames: list[Sample] = []
     if cfg.semi == "selftrain":  # checked before the run is recorded: a refused run leaves no config
         from angioseg.data.leakage import sample_hashes
@@ -480,6 +531,8 @@ def run_finetune(
 
     track(trainer, tl)  # its random streams go into the checkpoints
     last = run_dir / "checkpoints" / "last.ckpt"
+    if main:  # a resumed run is unfinished until it is scored again: no stale finished mark meanwhile
+        (run_dir / "test" / "summary.json").unlink(missing_ok=True)
     trainer.fit(module, tl, vl, ckpt_path=str(last) if resume and last.exists() else None)
     from angioseg.train.clock import train_clock
 
@@ -542,6 +595,7 @@ def evaluate_split(
     training time) joins the summary, whose ``summary.json`` is written last. With no image to score,
     the summary is ``{"n": 0}`` and ``extra``, written only when ``extra`` is given.
     """
+    (out_dir / "summary.json").unlink(missing_ok=True)  # written again last: present = a whole report
     if not names:
         empty = {"n": 0, **(extra or {})}
         if extra is not None:

@@ -25,6 +25,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patience": 40,
         "pretrained": STARTING_POINT,
         "transfer": "encoder+decoder",
+        # self-training on the --data images that have no mask, where there are any (twice the time):
+        # it won on validation at 5 labels in 14 of 15 folds x seeds (angioseg.train.finetune.resolve_semi)
+        "semi": "auto",
     },
     # The paper: width 64 (31 M parameters), up to 128 epochs, early stopping after 30.
     "paper": {
@@ -82,5 +85,9 @@ def describe(name: str, values: dict[str, Any]) -> str:
         f"{k.replace('min_steps_per_epoch', 'steps')} {values[k]:g}" for k in keys if k in values
     )
     text += f", starting from {values.get('pretrained') or 'random weights'}"
+    if values.get("semi") == "auto":
+        text += ", self-training on images without a mask if any (--semi none: off)"
+    elif values.get("semi") and str(values["semi"]).lower() != "none":
+        text += f", semi-supervised: {values['semi']}"
     other = " (the paper's settings: --preset paper)" if name == "cpu" else ""
     return f"preset {name}: {text}{other}"

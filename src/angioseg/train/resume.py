@@ -63,6 +63,8 @@ def resume_config(stored: C, cfg: C, where: str) -> C:
         given = new.get(key)
         if key == "out" or key in RESUME_MAY_CHANGE or key in HARDWARE:
             continue
+        if key == "semi" and given == "auto":  # the preset's default: the stored run already chose
+            continue
         same = _same_path(was, given) if key in _PATHS else was == given
         if not same:
             flag = _FLAGS.get(key)

@@ -66,6 +66,12 @@ def _early_stopping(monitor: str, mode: str, patience: int) -> Any:
             super().load_state_dict(state_dict)
             self.patience = patience
 
+        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+            # Lightning does not restore ``should_stop``: a run resumed after it had stopped early
+            # (e.g. cut while scoring its test split) would train one more epoch before stopping again
+            if self.wait_count >= self.patience:
+                trainer.should_stop = True
+
     return _EarlyStopping(monitor=monitor, mode=mode, patience=patience)
 
 
