@@ -87,7 +87,9 @@ def cell_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
 
 
 def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> FinetuneConfig:
-    base = {**to_dict(FinetuneConfig()), **preset_values("cpu"), "preset": "cpu"}
+    # no self-training unless the method asks for it: the preset's --semi auto would make the baselines
+    # self-train on a --data folder with unannotated images
+    base = {**to_dict(FinetuneConfig()), **preset_values("cpu"), "preset": "cpu", "semi": None}
     cfg = from_dict(FinetuneConfig, {**base, **METHODS[method]})
     if method in START_METHODS:
         if args.start is None:

@@ -49,6 +49,7 @@ def test_finetune_preset_cpu_by_default_paper_on_request_explicit_options_win(
     assert run_cli([*base, "--out", tmp_path / "a"]) == 0  # the cpu preset: width 16, bundled start
     cfg = _run_config(tmp_path / "a")
     assert cfg["preset"] == "cpu" and cfg["width"] == 16 and cfg["pretrained"] == STARTING_POINT
+    assert cfg["semi"] is None  # --semi auto: every image has a mask, so no self-training (recorded)
     assert cfg["patience"] == PRESETS["cpu"]["patience"] and cfg["lr"] == PRESETS["cpu"]["lr"]
     err = capsys.readouterr().err.replace("\n", " ")
     assert "preset cpu" in err and "xca_synth_pretrained" in err
@@ -489,6 +490,7 @@ def test_selftrain_without_unlabeled_uses_the_data_images_that_have_no_mask(
     assert run_cli([*args[:-1], tmp_path / "plain", "--semi", "none"]) == 0  # off: named, not used
     assert "4 image(s) of" in capsys.readouterr().err.replace("\n", " ")
     assert _run_config(tmp_path / "plain")["semi"] is None and not (tmp_path / "plain" / "round1").exists()
+    assert run_cli([*args[:-1], tmp_path / "plain", "--semi", "none", "--resume"]) == 0  # the same: fine
     assert run_cli([*args, "--semi", "selftrain"]) == 0
     assert "round 2: 4 frames" in capsys.readouterr().err.replace("\n", " ")
     labelled = json.loads((run / "pseudo_masks" / "labels.json").read_text(encoding="utf-8"))["frames"]
@@ -568,7 +570,23 @@ def test_semi_auto_self_trains_only_where_unannotated_images_fit_the_other_optio
     explicit = FinetuneConfig(semi="meanteacher", unlabeled="u")
     assert resolve_semi(explicit, data, {}, ["a"]) == (explicit, None)
     check_options(FinetuneConfig(semi="auto", mix="m"))  # auto is no method: --mix is fine
+    check_options(FinetuneConfig(semi="NONE"))
+    with pytest.raises(AngiosegError, match="explicit --semi selftrain"):
+        check_options(FinetuneConfig(semi="auto", mix_fraction=0.3))
     with pytest.raises(AngiosegError, match="--unlabeled DIR needs a --semi"):
         check_options(FinetuneConfig(semi="auto", unlabeled="u"))
     with pytest.raises(AngiosegError, match="auto, meanteacher, selftrain, none"):
         check_options(FinetuneConfig(semi="sometimes"))
+
+
+def test_resume_keeps_the_stored_semi_when_the_preset_default_auto_is_given() -> None:
+    """The bench resumes its cells with the cpu preset's --semi auto: the run's stored choice stands;
+    any other given value must match it."""
+    from angioseg.train.finetune import FinetuneConfig
+    from angioseg.train.resume import resume_config
+
+    for stored in (None, "selftrain"):
+        kept = resume_config(FinetuneConfig(semi=stored), FinetuneConfig(semi="auto"), "c.yaml")
+        assert kept.semi == stored
+    with pytest.raises(AngiosegError, match="--semi"):
+        resume_config(FinetuneConfig(semi="selftrain"), FinetuneConfig(semi=None), "c.yaml")

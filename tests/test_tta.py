@@ -303,6 +303,8 @@ def test_test_report_writes_its_summary_last_with_the_extra_fields(
     def cut(*a, **k):  # type: ignore[no-untyped-def]
         raise KeyboardInterrupt
 
+    (tmp_path / "cut").mkdir()
+    (tmp_path / "cut" / "summary.json").write_text('{"dice": 0.1}', encoding="utf-8")  # an older report's
     with monkeypatch.context() as m:
         m.setattr(angioseg.metrics.evaluate, "plot_bland_altman", cut)
         with pytest.raises(KeyboardInterrupt):
@@ -385,6 +387,9 @@ def test_label_efficiency_paper_cell_is_the_paper_preset_from_scratch(tmp_path: 
         == tuple(PRESETS["paper"][k] for k in ("width", "epochs", "patience"))
     )
     assert cfg.pretrained is None and cfg.semi is None and cfg.preset == "paper"
+    for method in ("scratch", "synth", "synth_self"):  # no baseline self-trains on its own (--semi auto)
+        assert cell_config(args, method, "5", 0, 0).semi is None
+    assert cell_config(args, "synth_semi", "5", 0, 0).semi == "meanteacher"
     assert (cfg.labeled, cfg.test_fold, cfg.seed, cfg.val) == (None, 3, 1, 4)
 
 

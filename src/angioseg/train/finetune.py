@@ -278,10 +278,10 @@ def check_options(cfg: FinetuneConfig) -> None:
 
     if cfg.loss not in LOSSES:
         raise AngiosegError(f"--loss {cfg.loss!r} is not one of: {', '.join(LOSSES)}")
-    if cfg.semi is not None and cfg.semi not in (*SEMI_NAMES, SEMI_AUTO):
+    if isinstance(cfg.semi, str) and cfg.semi.lower() in ("none", SEMI_AUTO):
+        cfg = replace(cfg, semi=None)  # auto is checked as no method (resolve_semi decides later)
+    if cfg.semi is not None and cfg.semi not in SEMI_NAMES:
         raise AngiosegError(f"--semi {cfg.semi!r} is not one of: {', '.join((SEMI_AUTO, *SEMI_NAMES))}, none")
-    if cfg.semi == SEMI_AUTO:
-        cfg = replace(cfg, semi=None)
     if cfg.teacher:  # distillation: unlabeled frames are optional and learn the teacher's answer
         if cfg.semi is not None:
             raise AngiosegError("--semi does not combine with distillation from a --teacher")
@@ -298,7 +298,7 @@ def check_options(cfg: FinetuneConfig) -> None:
     if cfg.mix is not None and (cfg.unlabeled or cfg.semi or cfg.teacher):
         raise AngiosegError("--mix does not combine with --unlabeled, --semi or a --teacher")
     if cfg.mix is None and cfg.semi != "selftrain" and cfg.mix_fraction != FinetuneConfig.mix_fraction:
-        raise AngiosegError("--mix-fraction needs --mix DIR or --semi selftrain")
+        raise AngiosegError("--mix-fraction needs --mix DIR or an explicit --semi selftrain")
     if cfg.mix is not None or cfg.semi == "selftrain":
         if not 0.0 < cfg.mix_fraction < 1.0:
             raise AngiosegError(f"--mix-fraction must be between 0 and 1 (exclusive), got {cfg.mix_fraction}")
@@ -399,7 +399,7 @@ def run_finetune(
     With ``resume``, ``cfg`` must be the run's stored ``config.yaml`` except for a larger ``epochs``
     (the run trains on up to the new total, also after it had finished), ``patience`` and ``tta``; the new
     values are written into ``config.yaml``. A run that had stopped early keeps its count of epochs
-    since the best validation Dice, so it trains on only with a larger patience (or an improvement).
+    since the best validation Dice, so it trains on only with a larger patience.
     """
     run_dir = Path(cfg.out)
     main = process_rank() == 0  # under DDP only rank 0 writes (every process runs this function)
@@ -408,11 +408,11 @@ def run_finetune(
     else:
         announce = None
     stored = None
+    if isinstance(cfg.semi, str) and cfg.semi.lower() in ("none", SEMI_AUTO):  # --semi none / AUTO
+        cfg = replace(cfg, semi=None if cfg.semi.lower() == "none" else SEMI_AUTO)
     if resume:
         stored = load_config(FinetuneConfig, run_dir / "config.yaml")
         cfg = resume_config(stored, cfg, str(run_dir / "config.yaml"))
-    if isinstance(cfg.semi, str) and cfg.semi.lower() == "none":
-        cfg = replace(cfg, semi=None)
     seed_everything(cfg.seed)
     check_options(cfg)
     all_samples = load_dataset(cfg.data, channel=cfg.channel)
@@ -429,7 +429,8 @@ def run_finetune(
     for source in (cfg.pretrained, cfg.teacher):  # neither may have seen a test image
         if source:
             check_pretrained_images(source, labeled, splits["test"], None if resume else announce)
-    if cfg.semi == SEMI_AUTO:  # made concrete before the run is recorded (config.yaml keeps the choice)
+    was_auto = cfg.semi == SEMI_AUTO
+    if was_auto:  # made concrete before the run is recorded (config.yaml keeps the choice)
         from angioseg.data.leakage import sample_hashes
 
         cfg, chosen = resolve_semi(
@@ -449,7 +450,7 @@ def run_finetune(
                 f"self-training leaves out {left_out} unannotated image(s) that share a file or group with "
                 "a test or validation image"
             )
-    elif announce and not resume and not (cfg.semi or cfg.teacher or cfg.mix):
+    elif announce and not resume and not (was_auto or cfg.semi or cfg.teacher or cfg.mix):
         unannotated = len(all_samples) - len(labeled)
         if unannotated:
             announce(
