@@ -278,7 +278,7 @@ def check_options(cfg: FinetuneConfig) -> None:
 
     if cfg.loss not in LOSSES:
         raise AngiosegError(f"--loss {cfg.loss!r} is not one of: {', '.join(LOSSES)}")
-    if isinstance(cfg.semi, str) and cfg.semi.lower() in ("none", SEMI_AUTO):
+    if semi_choice(cfg.semi) in (None, SEMI_AUTO):
         cfg = replace(cfg, semi=None)  # auto is checked as no method (resolve_semi decides later)
     if cfg.semi is not None and cfg.semi not in SEMI_NAMES:
         raise AngiosegError(f"--semi {cfg.semi!r} is not one of: {', '.join((SEMI_AUTO, *SEMI_NAMES))}, none")
@@ -355,6 +355,14 @@ def finetune_splits(
 SEMI_AUTO = "auto"  # the cpu preset's --semi: selftrain where --data has unannotated images (resolve_semi)
 
 
+def semi_choice(semi: str | None) -> str | None:
+    """``--semi`` as the code compares it: ``none`` (any case) is None, ``auto`` (any case) is
+    :data:`SEMI_AUTO`, a method name is itself."""
+    if isinstance(semi, str) and semi.lower() in ("none", SEMI_AUTO):
+        return None if semi.lower() == "none" else SEMI_AUTO
+    return semi
+
+
 def resolve_semi(
     cfg: FinetuneConfig, data: Sequence[Sample], test: Mapping[str, str], held_out: Sequence[str]
 ) -> tuple[FinetuneConfig, str | None]:
@@ -408,8 +416,7 @@ def run_finetune(
     else:
         announce = None
     stored = None
-    if isinstance(cfg.semi, str) and cfg.semi.lower() in ("none", SEMI_AUTO):  # --semi none / AUTO
-        cfg = replace(cfg, semi=None if cfg.semi.lower() == "none" else SEMI_AUTO)
+    cfg = replace(cfg, semi=semi_choice(cfg.semi))  # --semi none / AUTO
     if resume:
         stored = load_config(FinetuneConfig, run_dir / "config.yaml")
         cfg = resume_config(stored, cfg, str(run_dir / "config.yaml"))

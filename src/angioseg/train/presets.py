@@ -25,7 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "patience": 40,
         "pretrained": STARTING_POINT,
         "transfer": "encoder+decoder",
-        # self-training on the --data images that have no mask, where there are any (twice the time):
+        # self-training on the --data images that have no mask, where there are any (~1.7x the time):
         # it won on validation at 5 labels in 14 of 15 folds x seeds (angioseg.train.finetune.resolve_semi)
         "semi": "auto",
     },
