@@ -70,6 +70,9 @@ METHODS: dict[str, dict[str, Any]] = {
     # self-training: the finished synth cell of the same budget, fold and seed labels the fold's unused
     # real images (neither labeled, validation nor test); synth again with them in half of the draws
     "synth_self": {**SYNTH, "mix_fraction": 0.5},
+    # a second round of it (iterated self-training): the finished synth_self cell labels the same
+    # images, and synth is trained again with those labels (a better teacher, the same student)
+    "synth_self2": {**SYNTH, "mix_fraction": 0.5},
     # the paper preset (width 64, up to 128 epochs, patience 30, from scratch): the GPU user's option
     "paper": {**SCRATCH, **PRESETS["paper"], "semi": None, "preset": "paper"},
     # a vesselness input channel (multi-scale Hessian ridge filter inside the network; its first-layer
@@ -115,7 +118,13 @@ def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, s
     return cfg
 
 
-SELF_METHODS = {"synth_self": "synth"}  # method -> the method whose finished cell labels the unused images
+# method -> the method whose finished cell labels the unused images
+SELF_METHODS = {"synth_self": "synth", "synth_self2": "synth_self"}
+
+
+def teacher_depth(method: str) -> int:
+    """How many teachers stand before ``method`` (0 for a method that labels nothing)."""
+    return 1 + teacher_depth(SELF_METHODS[method]) if method in SELF_METHODS else 0
 
 
 def pseudo_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
@@ -537,7 +546,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.jobs < 1:
         raise SystemExit("--jobs must be at least 1")
     # a self-training method after the method whose finished cell labels its images (synth before synth_self)
-    args.methods = sorted(dict.fromkeys(args.methods), key=lambda m: m in SELF_METHODS)
+    args.methods = sorted(dict.fromkeys(args.methods), key=teacher_depth)
     failed = 0
     if args.rescore:
         rescore(args.out)

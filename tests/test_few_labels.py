@@ -562,9 +562,15 @@ def test_semi_auto_self_trains_only_where_unannotated_images_fit_the_other_optio
     cfg, said = resolve_semi(auto, data, {}, ["a", "b"])
     assert cfg.semi == "selftrain" and said is not None and "1 image(s) of d have no mask" in said
     assert resolve_semi(auto, data[:3], {}, ["a"]) == (FinetuneConfig(semi=None, data="d"), None)
+    from angioseg.config import to_dict
+    from angioseg.train.presets import describe
+
+    assert "self-training on images without a mask" in describe("cpu", to_dict(auto))
     for change in ({"mix": "m"}, {"unlabeled": "u"}, {"teacher": "t"}):
         cfg, said = resolve_semi(FinetuneConfig(semi="auto", **change), data, {}, ["a"])  # type: ignore[arg-type]
         assert cfg.semi is None and said is None
+        # the preset line does not announce self-training that these options rule out
+        assert "self-training" not in describe("cpu", to_dict(FinetuneConfig(semi="auto", **change)))  # type: ignore[arg-type]
     cfg, said = resolve_semi(FinetuneConfig(semi="auto", devices="2"), data, {}, ["a"])
     assert cfg.semi is None and said is not None and "one process" in said
     explicit = FinetuneConfig(semi="meanteacher", unlabeled="u")

@@ -55,3 +55,36 @@ def test_resume_with_a_larger_patience_trains_on_after_an_early_stop(tmp_path: P
     ckpt = torch.load(tmp_path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
     assert ckpt["epoch"] == 3
     assert any(k.startswith("EarlyStopping{") and v["patience"] == 3 for k, v in ckpt["callbacks"].items())
+
+
+def test_a_checkpoint_save_cut_midway_leaves_the_previous_last_ckpt_whole(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    assert _fit(tmp_path, 2, patience=0, resume=False) == [0, 1]
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    before = last.read_bytes()
+
+    written: list[Path] = []
+
+    def cut_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
+        written.append(Path(f))  # Lightning's own writer saves into memory, then copies from /tmp
+        Path(f).write_bytes(before[:100])  # half a file, then the process is "killed"
+        raise KeyboardInterrupt
+
+    import angioseg.train.trainer as trainer_module
+
+    monkeypatch.setattr(trainer_module.torch, "save", cut_save)
+    io = make_trainer(tmp_path, 1, progress=False, accelerator="cpu").strategy.checkpoint_io
+    try:
+        io.save_checkpoint({"epoch": 9}, last)
+    except KeyboardInterrupt:
+        pass
+    else:
+        raise AssertionError("the cut save did not raise")
+    # written beside last.ckpt (so the rename cannot become a copy across file systems), then lost
+    assert [p.parent for p in written] == [last.parent] and written[0] != last
+    assert last.read_bytes() == before
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.ckpt", "last.ckpt"]
+    monkeypatch.undo()
+    io.save_checkpoint({"epoch": 9}, last)
+    assert torch.load(last, weights_only=False) == {"epoch": 9}

@@ -284,6 +284,12 @@ def test_label_efficiency_self_training_labels_only_the_unused_images_with_the_t
         assert dice(s.mask, truth[n].mask) > 0.6  # the tiny model really segments them
     (folder / "masks" / "im3.png").unlink()
     assert write_pseudo_labels(args, "synth_self", "2", 0, 0) == folder  # written once, then reused
+    # the second round (synth_self2) is taught by the finished synth_self cell, into its own folder
+    with pytest.raises(SystemExit, match="run synth_self n=2 fold 0 seed 0 first"):
+        write_pseudo_labels(args, "synth_self2", "2", 0, 0)
+    from bench.label_efficiency import teacher_depth
+
+    assert [teacher_depth(m) for m in ("scratch", "synth", "synth_self", "synth_self2")] == [0, 0, 1, 2]
 
 
 def test_test_report_writes_its_summary_last_with_the_extra_fields(

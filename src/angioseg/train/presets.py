@@ -86,7 +86,8 @@ def describe(name: str, values: dict[str, Any]) -> str:
     )
     text += f", starting from {values.get('pretrained') or 'random weights'}"
     if values.get("semi") == "auto":
-        text += ", self-training on images without a mask if any (--semi none: off)"
+        if not any(values.get(k) for k in ("unlabeled", "mix", "teacher")):  # these rule it out
+            text += ", self-training on images without a mask if any (--semi none: off)"
     elif values.get("semi") and str(values["semi"]).lower() != "none":
         text += f", semi-supervised: {values['semi']}"
     other = " (the paper's settings: --preset paper)" if name == "cpu" else ""

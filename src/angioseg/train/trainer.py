@@ -75,6 +75,29 @@ def _early_stopping(monitor: str, mode: str, patience: int) -> Any:
     return _EarlyStopping(monitor=monitor, mode=mode, patience=patience)
 
 
+def atomic_checkpoint_io() -> Any:
+    """Lightning's ``TorchCheckpointIO`` whose saves are renamed into place.
+
+    Lightning writes through fsspec into a temporary file in the system's temp folder and moves it
+    onto the checkpoint: where that folder is another file system (a tmpfs ``/tmp``), the move is a
+    copy, and a run killed during it (a SIGKILL, a session's end) leaves a truncated ``last.ckpt``
+    that ``--resume`` cannot read. Here the file is written next to the checkpoint and replaces it
+    in one ``os.replace``: the old checkpoint or the new one, never half of one.
+    """
+    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    from angioseg.utils import atomic_path
+
+    class _AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
+            if storage_options is not None:
+                raise TypeError("storage_options are not supported by angioseg's checkpoint writer")
+            with atomic_path(path) as tmp:
+                torch.save(checkpoint, tmp)
+
+    return _AtomicCheckpointIO()
+
+
 def make_trainer(
     run_dir: str | Path,
     max_epochs: int,
@@ -162,6 +185,7 @@ def make_trainer(
         strategy=strategy,
         logger=loggers,
         callbacks=cbs,
+        plugins=[atomic_checkpoint_io()],
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=log_every_n_steps,
