@@ -166,7 +166,7 @@ def write_pseudo_labels(args: argparse.Namespace, method: str, budget: str, fold
     for n, m in zip(names, masks, strict=True):
         image = np.asarray(samples[n].image)
         if image.min() < 0 or image.max() > 255 or not np.array_equal(image, np.round(image)):
-            raise SystemExit(f"{samples[n].source}: not 8-bit pixels; synth_self copies 8-bit images only")
+            raise SystemExit(f"{samples[n].source}: not 8-bit pixels; {method} copies 8-bit images only")
         write_png(tmp / "images" / f"{n}.png", image.astype(np.uint8))
         write_png(tmp / "masks" / f"{n}.png", m)
     tmp.rename(target)
@@ -190,7 +190,8 @@ def run_cells(args: argparse.Namespace) -> None:
 
 def groups(args: argparse.Namespace) -> list[tuple[str, int, int]]:
     """The (budget, fold, seed) groups of the study, in its order. The methods of one group run in
-    one process, in the order given (``synth_self`` needs the group's finished ``synth`` cell)."""
+    one process, teachers first (``synth_self`` needs the group's finished ``synth`` cell, ``synth_self2``
+    the ``synth_self`` one)."""
     return [(b, f, s) for b in args.budgets for f in args.folds for s in args.seeds]
 
 
@@ -501,7 +502,11 @@ def report(out: Path) -> str:
                 f"{_ms(col('pcc'))} | {r:.3f} ({n}) | {statistics.mean(t):.0f} |"
             )
     lines += per_seed(rows, methods, budgets)
-    for base, who in (("scratch", lambda m: m != "scratch"), ("synth", lambda m: m.startswith("synth_"))):
+    for base, who in (
+        ("scratch", lambda m: m != "scratch"),
+        ("synth", lambda m: m.startswith("synth_")),
+        ("synth_self", lambda m: m == "synth_self2"),  # what a second round adds to the first
+    ):
         lines += paired(rows, base, [m for m in methods if who(m)], budgets)
     older = [k for k in rows if not (cell_dir(out, *k) / "test" / "scoring.json").is_file()]
     if older:

@@ -549,7 +549,7 @@ def test_semi_auto_self_trains_only_where_unannotated_images_fit_the_other_optio
     """resolve_semi: auto -> selftrain only with usable unannotated --data images and nothing that rules
     it out; an explicit method is left alone; check_options takes auto for no method."""
     from angioseg.data.datasets import Sample
-    from angioseg.train.finetune import FinetuneConfig, check_options, resolve_semi
+    from angioseg.train.finetune import FinetuneConfig, auto_may_self_train, check_options, resolve_semi
 
     rng = np.random.default_rng(0)
 
@@ -565,14 +565,20 @@ def test_semi_auto_self_trains_only_where_unannotated_images_fit_the_other_optio
     from angioseg.config import to_dict
     from angioseg.train.presets import describe
 
-    assert "self-training on images without a mask" in describe("cpu", to_dict(auto))
+    def line(cfg: FinetuneConfig) -> str:  # the preset line, as the CLI prints it
+        return describe("cpu", to_dict(cfg), self_training=auto_may_self_train(cfg))
+
+    assert "self-training on images without a mask" in line(auto)
     for change in ({"mix": "m"}, {"unlabeled": "u"}, {"teacher": "t"}):
         cfg, said = resolve_semi(FinetuneConfig(semi="auto", **change), data, {}, ["a"])  # type: ignore[arg-type]
         assert cfg.semi is None and said is None
         # the preset line does not announce self-training that these options rule out
-        assert "self-training" not in describe("cpu", to_dict(FinetuneConfig(semi="auto", **change)))  # type: ignore[arg-type]
-    cfg, said = resolve_semi(FinetuneConfig(semi="auto", devices="2"), data, {}, ["a"])
-    assert cfg.semi is None and said is not None and "one process" in said
+        assert "self-training" not in line(FinetuneConfig(semi="auto", **change))  # type: ignore[arg-type]
+    for change in ({"devices": "2"}, {"strategy": "ddp"}):
+        cfg, said = resolve_semi(FinetuneConfig(semi="auto", **change), data, {}, ["a"])  # type: ignore[arg-type]
+        assert cfg.semi is None and said is not None and "one process" in said
+        assert "self-training" not in line(FinetuneConfig(semi="auto", **change))  # type: ignore[arg-type]
+    assert "semi-supervised" not in line(FinetuneConfig(semi="AUTO", mix="m"))  # any case of auto
     explicit = FinetuneConfig(semi="meanteacher", unlabeled="u")
     assert resolve_semi(explicit, data, {}, ["a"]) == (explicit, None)
     check_options(FinetuneConfig(semi="auto", mix="m"))  # auto is no method: --mix is fine

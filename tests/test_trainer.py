@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
+import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -63,28 +64,42 @@ def test_a_checkpoint_save_cut_midway_leaves_the_previous_last_ckpt_whole(
     assert _fit(tmp_path, 2, patience=0, resume=False) == [0, 1]
     last = tmp_path / "checkpoints" / "last.ckpt"
     before = last.read_bytes()
-
-    written: list[Path] = []
+    written: list[Any] = []
 
     def cut_save(obj: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-        written.append(Path(f))  # Lightning's own writer saves into memory, then copies from /tmp
-        Path(f).write_bytes(before[:100])  # half a file, then the process is "killed"
+        written.append(f)  # Lightning's own writer saves into memory (a BytesIO), then copies from /tmp
+        if isinstance(f, (str, Path)):
+            Path(f).write_bytes(before[:100])  # half a file, then the process is "killed"
         raise KeyboardInterrupt
 
-    import angioseg.train.trainer as trainer_module
+    import angioseg.train.lightning_parts as parts
 
-    monkeypatch.setattr(trainer_module.torch, "save", cut_save)
+    monkeypatch.setattr(parts.torch, "save", cut_save)
     io = make_trainer(tmp_path, 1, progress=False, accelerator="cpu").strategy.checkpoint_io
-    try:
+    with pytest.raises(KeyboardInterrupt):
         io.save_checkpoint({"epoch": 9}, last)
-    except KeyboardInterrupt:
-        pass
-    else:
-        raise AssertionError("the cut save did not raise")
     # written beside last.ckpt (so the rename cannot become a copy across file systems), then lost
-    assert [p.parent for p in written] == [last.parent] and written[0] != last
+    assert len(written) == 1 and isinstance(written[0], Path)
+    assert written[0].parent == last.parent and written[0] != last
     assert last.read_bytes() == before
     assert sorted(p.name for p in last.parent.iterdir()) == ["best.ckpt", "last.ckpt"]
     monkeypatch.undo()
     io.save_checkpoint({"epoch": 9}, last)
     assert torch.load(last, weights_only=False) == {"epoch": 9}
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.ckpt", "last.ckpt"]
+    # a save killed outright (SIGKILL: no clean-up) leaves its temporary file; the next run removes it
+    (last.parent / ".last.ckpt.abc123.tmp.ckpt").write_bytes(before[:100])
+    make_trainer(tmp_path, 1, progress=False, accelerator="cpu")
+    assert sorted(p.name for p in last.parent.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+def test_a_trainer_pickles_for_spawned_workers(tmp_path: Path) -> None:
+    """--strategy ddp_spawn pickles the Trainer into its workers: no part of it may be a local class."""
+    import pickle
+
+    trainer = make_trainer(tmp_path, 1, patience=3, progress=False, accelerator="cpu")
+    again = pickle.loads(pickle.dumps(trainer))
+    assert type(again.strategy.checkpoint_io).__name__ == "AtomicCheckpointIO"
+    assert [type(c).__name__ for c in again.callbacks if "Stopping" in type(c).__name__] == [
+        "ResumableEarlyStopping"
+    ]

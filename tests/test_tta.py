@@ -287,6 +287,10 @@ def test_label_efficiency_self_training_labels_only_the_unused_images_with_the_t
     # the second round (synth_self2) is taught by the finished synth_self cell, into its own folder
     with pytest.raises(SystemExit, match="run synth_self n=2 fold 0 seed 0 first"):
         write_pseudo_labels(args, "synth_self2", "2", 0, 0)
+    shutil.copytree(teacher, tmp_path / "study" / "synth_self" / "n2" / "fold0_seed0")
+    second = write_pseudo_labels(args, "synth_self2", "2", 0, 0)
+    assert second != folder and cell_config(args, "synth_self2", "2", 0, 0).mix == str(second)
+    assert sorted(p.stem for p in (second / "masks").iterdir()) == ["im3", "im4", "im5"]
     from bench.label_efficiency import teacher_depth
 
     assert [teacher_depth(m) for m in ("scratch", "synth", "synth_self", "synth_self2")] == [0, 0, 1, 2]
@@ -355,7 +359,8 @@ def test_label_efficiency_jobs_run_each_group_in_its_own_process_and_name_the_fa
 
     monkeypatch.setattr(subprocess, "Popen", Popen)
     out = tmp_path / "study"
-    argv = ["--out", str(out), "--data", str(tmp_path / "d"), "--methods", "synth_self", "synth"]
+    methods = ["synth_self2", "synth_self", "synth"]  # given in the wrong order
+    argv = ["--out", str(out), "--data", str(tmp_path / "d"), "--methods", *methods]
     grid = ["--budgets", "5", "all", "--folds", "0", "1", "--seeds", "2", "3", "--epochs", "7"]
     rc = label_efficiency.main([*argv, *grid, "--mix", str(tmp_path / "m"), "--jobs", "3", "--no-report"])
     assert rc == 1
@@ -367,12 +372,13 @@ def test_label_efficiency_jobs_run_each_group_in_its_own_process_and_name_the_fa
         assert a[0] == sys.executable and a[a.index("--methods") + 1 : a.index("--budgets")] == [
             "synth",
             "synth_self",
+            "synth_self2",
         ]
         assert env["OMP_NUM_THREADS"] == "1" and "--no-report" in a and "--jobs" not in a
         assert a[a.index("--epochs") + 1] == "7" and a[a.index("--mix") + 1] == str(tmp_path / "m")
     printed = capsys.readouterr().out
     assert printed.count("FAILED") == 2 and "n=5 fold 1 seed 2: FAILED" in printed
-    log = (out / "logs" / "nall_fold1_seed2_synth+synth_self.log").read_text(encoding="utf-8")
+    log = (out / "logs" / "nall_fold1_seed2_synth+synth_self+synth_self2.log").read_text(encoding="utf-8")
     assert log.startswith("=== ") and log.endswith("ran\n")
     with pytest.raises(SystemExit, match="--jobs"):
         label_efficiency.main([*argv, "--jobs", "0"])

@@ -370,9 +370,11 @@ def finetune(
     if image_size is not None:
         cfg = replace(cfg, preprocess=replace(cfg.preprocess, image_size=image_size))
     from angioseg.train.distributed import process_rank
+    from angioseg.train.finetune import auto_may_self_train
 
     if not resume and process_rank() == 0:
-        console.print(describe(cfg.preset, to_dict(cfg)), highlight=False)
+        line = describe(cfg.preset, to_dict(cfg), self_training=auto_may_self_train(cfg))
+        console.print(line, highlight=False)
         if note:
             console.print(note, highlight=False)
     res = run_finetune(cfg, resume=resume, announce=lambda s: console.print(s))

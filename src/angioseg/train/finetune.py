@@ -363,6 +363,12 @@ def semi_choice(semi: str | None) -> str | None:
     return semi
 
 
+def auto_may_self_train(cfg: FinetuneConfig) -> bool:
+    """Whether ``--semi auto`` may self-train, whatever the data: not with ``--unlabeled``, ``--mix``,
+    a ``--teacher`` or several processes (:func:`resolve_semi`; the preset line says the same)."""
+    return not (cfg.unlabeled or cfg.mix or cfg.teacher or _several_processes(cfg))
+
+
 def resolve_semi(
     cfg: FinetuneConfig, data: Sequence[Sample], test: Mapping[str, str], held_out: Sequence[str]
 ) -> tuple[FinetuneConfig, str | None]:
@@ -377,9 +383,11 @@ def resolve_semi(
     if cfg.semi != SEMI_AUTO:
         return cfg, None
     off = replace(cfg, semi=None)
-    if cfg.unlabeled or cfg.mix or cfg.teacher or not any(s.mask is None for s in data):
+    if not any(s.mask is None for s in data):
         return off, None
-    if _several_processes(cfg):
+    if not auto_may_self_train(cfg):
+        if cfg.unlabeled or cfg.mix or cfg.teacher:
+            return off, None
         return off, "self-training (--semi auto) is off: it runs in one process (--devices 1)"
     from angioseg.semi.selftrain import load_frames
 

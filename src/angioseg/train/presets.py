@@ -78,17 +78,22 @@ def resolve(name: str, given: dict[str, Any]) -> tuple[dict[str, Any], str | Non
     return values, note
 
 
-def describe(name: str, values: dict[str, Any]) -> str:
-    """One line for the console: ``preset cpu: width 16, epochs 100, ...``."""
+def describe(name: str, values: dict[str, Any], self_training: bool = True) -> str:
+    """One line for the console: ``preset cpu: width 16, epochs 100, ...``.
+
+    ``self_training``: whether ``--semi auto`` may self-train with the run's other options
+    (:func:`angioseg.train.finetune.auto_may_self_train`); the line announces it only then.
+    """
     keys = ("width", "epochs", "batch_size", "min_steps_per_epoch", "lr", "patience")
     text = ", ".join(
         f"{k.replace('min_steps_per_epoch', 'steps')} {values[k]:g}" for k in keys if k in values
     )
     text += f", starting from {values.get('pretrained') or 'random weights'}"
-    if values.get("semi") == "auto":
-        if not any(values.get(k) for k in ("unlabeled", "mix", "teacher")):  # these rule it out
+    semi = str(values.get("semi") or "none").lower()
+    if semi == "auto":
+        if self_training:
             text += ", self-training on images without a mask if any (--semi none: off)"
-    elif values.get("semi") and str(values["semi"]).lower() != "none":
+    elif semi != "none":
         text += f", semi-supervised: {values['semi']}"
     other = " (the paper's settings: --preset paper)" if name == "cpu" else ""
     return f"preset {name}: {text}{other}"

@@ -48,56 +48,6 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*`isinstance.*treespec.*")
 
 
-def _early_stopping(monitor: str, mode: str, patience: int) -> Any:
-    """Lightning's ``EarlyStopping`` whose patience stays the one given here after a ``--resume``.
-
-    Lightning restores the patience stored in the checkpoint with the rest of the callback state
-    (wait count, best score), so a resumed run could not be given a new ``--patience``.
-    """
-    from lightning.pytorch.callbacks import EarlyStopping
-
-    class _EarlyStopping(EarlyStopping):
-        @property
-        def state_key(self) -> str:  # Lightning's own key, so that older checkpoints restore too
-            return f"EarlyStopping{dict(monitor=self.monitor, mode=self.mode)!r}"
-
-        def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-            patience = self.patience
-            super().load_state_dict(state_dict)
-            self.patience = patience
-
-        def on_train_start(self, trainer: Any, pl_module: Any) -> None:
-            # Lightning does not restore ``should_stop``: a run resumed after it had stopped early
-            # (e.g. cut while scoring its test split) would train one more epoch before stopping again
-            if self.wait_count >= self.patience:
-                trainer.should_stop = True
-
-    return _EarlyStopping(monitor=monitor, mode=mode, patience=patience)
-
-
-def atomic_checkpoint_io() -> Any:
-    """Lightning's ``TorchCheckpointIO`` whose saves are renamed into place.
-
-    Lightning writes through fsspec into a temporary file in the system's temp folder and moves it
-    onto the checkpoint: where that folder is another file system (a tmpfs ``/tmp``), the move is a
-    copy, and a run killed during it (a SIGKILL, a session's end) leaves a truncated ``last.ckpt``
-    that ``--resume`` cannot read. Here the file is written next to the checkpoint and replaces it
-    in one ``os.replace``: the old checkpoint or the new one, never half of one.
-    """
-    from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
-
-    from angioseg.utils import atomic_path
-
-    class _AtomicCheckpointIO(TorchCheckpointIO):
-        def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
-            if storage_options is not None:
-                raise TypeError("storage_options are not supported by angioseg's checkpoint writer")
-            with atomic_path(path) as tmp:
-                torch.save(checkpoint, tmp)
-
-    return _AtomicCheckpointIO()
-
-
 def make_trainer(
     run_dir: str | Path,
     max_epochs: int,
@@ -123,8 +73,15 @@ def make_trainer(
     from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
     from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 
+    from angioseg.train.lightning_parts import (
+        AtomicCheckpointIO,
+        ResumableEarlyStopping,
+        remove_partial_checkpoints,
+    )
+
     quiet_lightning()
     run_dir = Path(run_dir)
+    remove_partial_checkpoints(run_dir / "checkpoints")  # left by a run killed while saving
     # One log version per (re)start: logs/version_0/metrics.csv, then version_1 after a --resume, ...
     # (Lightning's CSV logger would delete an existing metrics.csv in the same folder).
     csv_logger = CSVLogger(str(run_dir), name="logs")
@@ -164,7 +121,7 @@ def make_trainer(
             )
         )
     if monitor and patience:
-        cbs.append(_early_stopping(monitor, mode, patience))
+        cbs.append(ResumableEarlyStopping(monitor=monitor, mode=mode, patience=patience))
     if progress:
         cbs.append(TQDMProgressBar(refresh_rate=1))
     from angioseg.train.rng import RandomStreams
@@ -185,7 +142,7 @@ def make_trainer(
         strategy=strategy,
         logger=loggers,
         callbacks=cbs,
-        plugins=[atomic_checkpoint_io()],
+        plugins=[AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=log_every_n_steps,
