@@ -73,6 +73,17 @@ METHODS: dict[str, dict[str, Any]] = {
     # a second round of it (iterated self-training): the finished synth_self cell labels the same
     # images, and synth is trained again with those labels (a better teacher, the same student)
     "synth_self2": {**SYNTH, "mix_fraction": 0.5},
+    # self-training on frames of another source: the finished synth cell of the same budget, fold and
+    # seed (round 1, copied in) labels 300 unlabeled ARCADE frames, as `finetune --semi selftrain
+    # --unlabeled DIR` does; synth again with them in half of the draws (a user without unannotated
+    # frames of their own)
+    "synth_selfarc": {
+        **SYNTH,
+        "semi": "selftrain",
+        "unlabeled": str(ARCADE),
+        "unlabeled_limit": 300,
+        "mix_fraction": 0.5,
+    },
     # the paper preset (width 64, up to 128 epochs, patience 30, from scratch): the GPU user's option
     "paper": {**SCRATCH, **PRESETS["paper"], "semi": None, "preset": "paper"},
     # a vesselness input channel (multi-scale Hessian ridge filter inside the network; its first-layer
@@ -120,11 +131,32 @@ def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, s
 
 # method -> the method whose finished cell labels the unused images
 SELF_METHODS = {"synth_self": "synth", "synth_self2": "synth_self"}
+# method (finetune's own --semi selftrain) -> the method whose finished cell is copied in as its round 1
+ROUND1_METHODS = {"synth_selfarc": "synth"}
+TEACHERS = {**SELF_METHODS, **ROUND1_METHODS}
 
 
 def teacher_depth(method: str) -> int:
     """How many teachers stand before ``method`` (0 for a method that labels nothing)."""
-    return 1 + teacher_depth(SELF_METHODS[method]) if method in SELF_METHODS else 0
+    return 1 + teacher_depth(TEACHERS[method]) if method in TEACHERS else 0
+
+
+def copy_round1(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> None:
+    """The teacher cell as the run's ``round1/`` (so finetune's self-training does not train it again)."""
+    import shutil
+
+    from angioseg.semi.selftrain import ROUND1
+
+    target = cell_dir(args.out, method, budget, fold, seed) / ROUND1
+    if target.is_dir():
+        return
+    teacher = cell_dir(args.out, ROUND1_METHODS[method], budget, fold, seed)
+    if not (teacher / "test" / "summary.json").is_file():
+        raise SystemExit(f"{method}: run {ROUND1_METHODS[method]} n={budget} fold {fold} seed {seed} first")
+    tmp = target.with_name(target.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(teacher, tmp)
+    tmp.rename(target)
 
 
 def pseudo_dir(out: Path, method: str, budget: str, fold: int, seed: int) -> Path:
@@ -182,6 +214,8 @@ def run_cells(args: argparse.Namespace) -> None:
         resume = (d / "config.yaml").is_file()
         if m in SELF_METHODS:
             write_pseudo_labels(args, m, b, f, s)
+        if m in ROUND1_METHODS:
+            copy_round1(args, m, b, f, s)
         t0 = time.perf_counter()
         print(f"[{i}/{len(cells)}] {m} n={b} fold {f} seed {s}{' (resumed)' if resume else ''}", flush=True)
         res = run_finetune(cell_config(args, m, b, f, s), resume=resume, progress=False, announce=None)
@@ -505,7 +539,7 @@ def report(out: Path) -> str:
     for base, who in (
         ("scratch", lambda m: m != "scratch"),
         ("synth", lambda m: m.startswith("synth_")),
-        ("synth_self", lambda m: m == "synth_self2"),  # what a second round adds to the first
+        ("synth_self", lambda m: m in ("synth_self2", "synth_selfarc")),  # against the default
     ):
         lines += paired(rows, base, [m for m in methods if who(m)], budgets)
     older = [k for k in rows if not (cell_dir(out, *k) / "test" / "scoring.json").is_file()]

@@ -291,9 +291,25 @@ def test_label_efficiency_self_training_labels_only_the_unused_images_with_the_t
     second = write_pseudo_labels(args, "synth_self2", "2", 0, 0)
     assert second != folder and cell_config(args, "synth_self2", "2", 0, 0).mix == str(second)
     assert sorted(p.stem for p in (second / "masks").iterdir()) == ["im3", "im4", "im5"]
-    from bench.label_efficiency import teacher_depth
+    from bench.label_efficiency import copy_round1, teacher_depth
 
-    assert [teacher_depth(m) for m in ("scratch", "synth", "synth_self", "synth_self2")] == [0, 0, 1, 2]
+    # synth_selfarc: finetune's own self-training on other frames, with the synth cell as its round 1
+    with pytest.raises(SystemExit, match="run synth n=3 fold 0 seed 0 first"):
+        copy_round1(args, "synth_selfarc", "3", 0, 0)
+    copy_round1(args, "synth_selfarc", "2", 0, 0)
+    round1 = tmp_path / "study" / "synth_selfarc" / "n2" / "fold0_seed0" / "round1"
+    assert (round1 / "test" / "summary.json").is_file() and (round1 / "model.safetensors").is_file()
+    arc = cell_config(args, "synth_selfarc", "2", 0, 0)
+    assert (arc.semi, arc.mix, arc.unlabeled_limit) == ("selftrain", None, 300)
+    assert arc.unlabeled is not None and arc.out == str(round1.parent)
+
+    assert [teacher_depth(m) for m in ("scratch", "synth", "synth_self", "synth_self2", "synth_selfarc")] == [
+        0,
+        0,
+        1,
+        2,
+        1,
+    ]
 
 
 def test_test_report_writes_its_summary_last_with_the_extra_fields(
