@@ -103,3 +103,14 @@ def test_a_trainer_pickles_for_spawned_workers(tmp_path: Path) -> None:
     assert [type(c).__name__ for c in again.callbacks if "Stopping" in type(c).__name__] == [
         "ResumableEarlyStopping"
     ]
+
+
+def test_the_atomic_checkpoint_writer_is_left_out_on_tpus(monkeypatch: Any) -> None:
+    """Lightning's XLA strategies refuse any checkpoint writer but their own."""
+    from lightning.pytorch.accelerators import XLAAccelerator
+
+    from angioseg.train.trainer import _on_xla
+
+    assert _on_xla("tpu") and not _on_xla("cpu") and not _on_xla("gpu")
+    monkeypatch.setattr(XLAAccelerator, "is_available", staticmethod(lambda: True))
+    assert _on_xla("auto") and not _on_xla("cpu")

@@ -48,6 +48,12 @@ def quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*`isinstance.*treespec.*")
 
 
+def _on_xla(accelerator: str) -> bool:
+    from lightning.pytorch.accelerators import XLAAccelerator
+
+    return accelerator == "tpu" or (accelerator == "auto" and XLAAccelerator.is_available())
+
+
 def make_trainer(
     run_dir: str | Path,
     max_epochs: int,
@@ -142,7 +148,8 @@ def make_trainer(
         strategy=strategy,
         logger=loggers,
         callbacks=cbs,
-        plugins=[AtomicCheckpointIO()],
+        # Lightning's XLA (TPU) strategies accept only their own checkpoint writer
+        plugins=[] if _on_xla(accelerator) else [AtomicCheckpointIO()],
         enable_progress_bar=progress,
         enable_model_summary=False,
         log_every_n_steps=log_every_n_steps,
