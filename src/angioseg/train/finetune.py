@@ -383,11 +383,9 @@ def resolve_semi(
     if cfg.semi != SEMI_AUTO:
         return cfg, None
     off = replace(cfg, semi=None)
-    if not any(s.mask is None for s in data):
+    if cfg.unlabeled or cfg.mix or cfg.teacher or not any(s.mask is None for s in data):
         return off, None
-    if not auto_may_self_train(cfg):
-        if cfg.unlabeled or cfg.mix or cfg.teacher:
-            return off, None
+    if not auto_may_self_train(cfg):  # here: several processes
         return off, "self-training (--semi auto) is off: it runs in one process (--devices 1)"
     from angioseg.semi.selftrain import load_frames
 

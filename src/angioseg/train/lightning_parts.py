@@ -9,6 +9,7 @@ worker processes).
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -59,9 +60,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
             torch.save(checkpoint, tmp)
 
 
-def remove_partial_checkpoints(folder: Any) -> None:
+def remove_partial_checkpoints(folder: Path) -> None:
     """Remove the temporary files of saves that were killed part-way (``.*.tmp.ckpt``)."""
-    from pathlib import Path
-
-    for p in Path(folder).glob(".*.tmp.ckpt"):
+    for p in folder.glob(".*.tmp.ckpt"):
         p.unlink(missing_ok=True)
