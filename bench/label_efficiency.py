@@ -141,6 +141,14 @@ def teacher_depth(method: str) -> int:
     return 1 + teacher_depth(TEACHERS[method]) if method in TEACHERS else 0
 
 
+def finished_teacher(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> Path:
+    """The finished cell of ``method``'s teacher (same budget, fold and seed), or stop with what to run."""
+    teacher = cell_dir(args.out, TEACHERS[method], budget, fold, seed)
+    if not (teacher / "test" / "summary.json").is_file():
+        raise SystemExit(f"{method}: run {TEACHERS[method]} n={budget} fold {fold} seed {seed} first")
+    return teacher
+
+
 def copy_round1(args: argparse.Namespace, method: str, budget: str, fold: int, seed: int) -> None:
     """The teacher cell as the run's ``round1/`` (so finetune's self-training does not train it again)."""
     import shutil
@@ -150,9 +158,7 @@ def copy_round1(args: argparse.Namespace, method: str, budget: str, fold: int, s
     target = cell_dir(args.out, method, budget, fold, seed) / ROUND1
     if target.is_dir():
         return
-    teacher = cell_dir(args.out, ROUND1_METHODS[method], budget, fold, seed)
-    if not (teacher / "test" / "summary.json").is_file():
-        raise SystemExit(f"{method}: run {ROUND1_METHODS[method]} n={budget} fold {fold} seed {seed} first")
+    teacher = finished_teacher(args, method, budget, fold, seed)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     shutil.copytree(teacher, tmp)
@@ -182,9 +188,7 @@ def write_pseudo_labels(args: argparse.Namespace, method: str, budget: str, fold
     target = pseudo_dir(args.out, method, budget, fold, seed)
     if target.is_dir():
         return target
-    teacher = cell_dir(args.out, SELF_METHODS[method], budget, fold, seed)
-    if not (teacher / "test" / "summary.json").is_file():
-        raise SystemExit(f"{method}: run {SELF_METHODS[method]} n={budget} fold {fold} seed {seed} first")
+    teacher = finished_teacher(args, method, budget, fold, seed)
     names = json.loads((teacher / "splits.json").read_text(encoding="utf-8"))["pretrain"]
     if not names:
         raise SystemExit(f"{method} n={budget}: no unused image to label")
