@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -476,10 +477,21 @@ def test_selftrain_and_mix_refuse_several_processes_and_a_stray_fraction(
 
 
 def test_selftrain_without_unlabeled_uses_the_data_images_that_have_no_mask(
-    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The user's natural layout: a few masks among all the frames of images/."""
     import shutil
+
+    import angioseg.semi.selftrain as selftrain
+
+    loads: list[int] = []  # load_frames calls (it loads and hashes every unannotated image)
+    real_load_frames = selftrain.load_frames
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        loads.append(1)
+        return real_load_frames(*args, **kwargs)
+
+    monkeypatch.setattr(selftrain, "load_frames", counted)
 
     data = tmp_path / "data"
     shutil.copytree(synth_dir, data)
@@ -493,10 +505,12 @@ def test_selftrain_without_unlabeled_uses_the_data_images_that_have_no_mask(
     assert run_cli([*args[:-1], tmp_path / "plain", "--semi", "none", "--resume"]) == 0  # the same: fine
     assert run_cli([*args, "--semi", "selftrain"]) == 0
     assert "round 2: 4 frames" in capsys.readouterr().err.replace("\n", " ")
+    assert len(loads) == 1
     labelled = json.loads((run / "pseudo_masks" / "labels.json").read_text(encoding="utf-8"))["frames"]
     assert labelled == [f"synth_{i:04d}" for i in range(20, 24)]
     # the cpu preset's default (--semi auto) self-trains on them too, says so, and records the choice
     assert run_cli([*args[:-1], tmp_path / "auto"]) == 0
+    assert len(loads) == 2  # auto's choice loaded the frames once, and the run used them
     err = capsys.readouterr().err.replace("\n", " ")
     assert "self-training (--semi auto): 4 image(s)" in err and "round 2: 4 frames" in err
     assert _run_config(tmp_path / "auto")["semi"] == "selftrain"
@@ -559,9 +573,10 @@ def test_semi_auto_self_trains_only_where_unannotated_images_fit_the_other_optio
 
     data = [sample("a", True), sample("b", True), sample("c", True), sample("u", False)]
     auto = FinetuneConfig(semi="auto", data="d")
-    cfg, said = resolve_semi(auto, data, {}, ["a", "b"])
+    cfg, said, found = resolve_semi(auto, data, {}, ["a", "b"])
     assert cfg.semi == "selftrain" and said is not None and "1 image(s) of d have no mask" in said
-    assert resolve_semi(auto, data[:3], {}, ["a"]) == (FinetuneConfig(semi=None, data="d"), None)
+    assert found is not None and [s.name for s in found[0]] == ["u"] and found[1] == 0
+    assert resolve_semi(auto, data[:3], {}, ["a"]) == (FinetuneConfig(semi=None, data="d"), None, None)
     from angioseg.config import to_dict
     from angioseg.train.presets import describe
 
@@ -570,17 +585,17 @@ def test_semi_auto_self_trains_only_where_unannotated_images_fit_the_other_optio
 
     assert "self-training on images without a mask" in line(auto)
     for change in ({"mix": "m"}, {"unlabeled": "u"}, {"teacher": "t"}):
-        cfg, said = resolve_semi(FinetuneConfig(semi="auto", **change), data, {}, ["a"])  # type: ignore[arg-type]
+        cfg, said, _ = resolve_semi(FinetuneConfig(semi="auto", **change), data, {}, ["a"])  # type: ignore[arg-type]
         assert cfg.semi is None and said is None
         # the preset line does not announce self-training that these options rule out
         assert "self-training" not in line(FinetuneConfig(semi="auto", **change))  # type: ignore[arg-type]
     for change in ({"devices": "2"}, {"strategy": "ddp"}):
-        cfg, said = resolve_semi(FinetuneConfig(semi="auto", **change), data, {}, ["a"])  # type: ignore[arg-type]
+        cfg, said, _ = resolve_semi(FinetuneConfig(semi="auto", **change), data, {}, ["a"])  # type: ignore[arg-type]
         assert cfg.semi is None and said is not None and "one process" in said
         assert "self-training" not in line(FinetuneConfig(semi="auto", **change))  # type: ignore[arg-type]
     assert "semi-supervised" not in line(FinetuneConfig(semi="AUTO", mix="m"))  # any case of auto
     explicit = FinetuneConfig(semi="meanteacher", unlabeled="u")
-    assert resolve_semi(explicit, data, {}, ["a"]) == (explicit, None)
+    assert resolve_semi(explicit, data, {}, ["a"]) == (explicit, None, None)
     check_options(FinetuneConfig(semi="auto", mix="m"))  # auto is no method: --mix is fine
     check_options(FinetuneConfig(semi="NONE"))
     with pytest.raises(AngiosegError, match="explicit --semi selftrain"):

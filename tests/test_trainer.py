@@ -93,6 +93,41 @@ def test_a_checkpoint_save_cut_midway_leaves_the_previous_last_ckpt_whole(
     assert sorted(p.name for p in last.parent.iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+def test_a_checkpoint_reaches_the_disk_before_it_is_renamed_into_place(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Durable saves: the new file is fsync'ed before the rename and the folder after it (else a power
+    loss can leave last.ckpt renamed but empty); ordinary atomic writes skip both."""
+    import os
+    import stat
+
+    import angioseg.utils as utils
+
+    events: list[str] = []
+    real_fsync, real_replace = os.fsync, os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync-dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "fsync-file")
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(utils.os, "fsync", fsync)
+    monkeypatch.setattr(utils.os, "replace", replace)
+    io = make_trainer(tmp_path, 1, progress=False, accelerator="cpu").strategy.checkpoint_io
+    last = tmp_path / "checkpoints" / "last.ckpt"
+    last.parent.mkdir(parents=True, exist_ok=True)
+    io.save_checkpoint({"epoch": 3}, last)
+    assert events == ["fsync-file", "replace", "fsync-dir"]
+    assert torch.load(last, weights_only=False) == {"epoch": 3}
+    events.clear()
+    with utils.atomic_open(tmp_path / "report.txt") as fh:  # reports and masks: no fsync
+        fh.write("x")
+    assert events == ["replace"] and (tmp_path / "report.txt").read_text() == "x"
+
+
 def test_a_trainer_pickles_for_spawned_workers(tmp_path: Path) -> None:
     """--strategy ddp_spawn pickles the Trainer into its workers: no part of it may be a local class."""
     import pickle

@@ -371,8 +371,10 @@ def auto_may_self_train(cfg: FinetuneConfig) -> bool:
 
 def resolve_semi(
     cfg: FinetuneConfig, data: Sequence[Sample], test: Mapping[str, str], held_out: Sequence[str]
-) -> tuple[FinetuneConfig, str | None]:
-    """``cfg`` with ``semi="auto"`` made concrete, and a line saying what was chosen (or None).
+) -> tuple[FinetuneConfig, str | None, tuple[list[Sample], int] | None]:
+    """``cfg`` with ``semi="auto"`` made concrete, a line saying what was chosen (or None), and, when
+    it chose self-training, the frames it found (:func:`~angioseg.semi.selftrain.load_frames`'s
+    result, so the run does not load and hash them again).
 
     ``auto`` becomes ``selftrain`` when the ``--data`` set has images without a mask that self-training
     may use (none sharing a file or group with a test or validation image, none a copy of a test image),
@@ -381,25 +383,27 @@ def resolve_semi(
     (docs/results/label_efficiency.md). Any other ``semi`` is returned as it is.
     """
     if cfg.semi != SEMI_AUTO:
-        return cfg, None
+        return cfg, None, None
     off = replace(cfg, semi=None)
     if cfg.unlabeled or cfg.mix or cfg.teacher or not any(s.mask is None for s in data):
-        return off, None
+        return off, None, None
     if not auto_may_self_train(cfg):  # here: several processes
-        return off, "self-training (--semi auto) is off: it runs in one process (--devices 1)"
+        return off, "self-training (--semi auto) is off: it runs in one process (--devices 1)", None
     from angioseg.semi.selftrain import load_frames
 
+    on = replace(cfg, semi="selftrain")
     try:
-        frames, _ = load_frames(replace(cfg, semi="selftrain"), data, test, held_out)
+        found = load_frames(on, data, test, held_out)
     except LeakageError as e:
-        return off, f"self-training (--semi auto) is off: {e}"
+        return off, f"self-training (--semi auto) is off: {e}", None
     except AngiosegError:  # every unannotated image shares a file or group with a held-out image
-        return off, None
-    return replace(cfg, semi="selftrain"), (
-        f"self-training (--semi auto): {len(frames)} image(s) of {cfg.data} have no mask; a first "
+        return off, None, None
+    line = (
+        f"self-training (--semi auto): {len(found[0])} image(s) of {cfg.data} have no mask; a first "
         "fine-tuning labels them and a second learns from labels and pseudo-labels (about twice the "
         "time; --semi none turns it off)"
     )
+    return on, line, found
 
 
 def run_finetune(
@@ -443,21 +447,21 @@ def run_finetune(
         if source:
             check_pretrained_images(source, labeled, splits["test"], None if resume else announce)
     was_auto = cfg.semi == SEMI_AUTO
-    if was_auto:  # made concrete before the run is recorded (config.yaml keeps the choice)
+    held_out = [*splits["test"], *splits["val"]]
+    found = None  # the frames to pseudo-label, once loaded
+    if was_auto or cfg.semi == "selftrain":
         from angioseg.data.leakage import sample_hashes
 
-        cfg, chosen = resolve_semi(
-            cfg, all_samples, sample_hashes(labeled, splits["test"]), [*splits["test"], *splits["val"]]
-        )
+        test_hashes = sample_hashes(labeled, splits["test"])
+    if was_auto:  # made concrete before the run is recorded (config.yaml keeps the choice)
+        cfg, chosen, found = resolve_semi(cfg, all_samples, test_hashes, held_out)
         if chosen and announce:
             announce(chosen)
     frames: list[Sample] = []
     if cfg.semi == "selftrain":  # checked before the run is recorded: a refused run leaves no config
-        from angioseg.data.leakage import sample_hashes
         from angioseg.semi.selftrain import load_frames
 
-        held_out = [*splits["test"], *splits["val"]]
-        frames, left_out = load_frames(cfg, all_samples, sample_hashes(labeled, splits["test"]), held_out)
+        frames, left_out = found or load_frames(cfg, all_samples, test_hashes, held_out)
         if left_out and announce and not resume:
             announce(
                 f"self-training leaves out {left_out} unannotated image(s) that share a file or group with "

@@ -50,13 +50,13 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     copy, and a run killed during it (a SIGKILL, a session's end) leaves a truncated ``last.ckpt``
     that ``--resume`` cannot read. Here the file is written next to the checkpoint (a hidden
     ``.last.ckpt.*.tmp.ckpt``) and replaces it in one ``os.replace``: the old checkpoint or the new
-    one, never half of one.
+    one, never half of one, also after a power loss (``atomic_path(durable=True)``).
     """
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None) -> None:
         if storage_options is not None:
             raise TypeError("storage_options are not supported by angioseg's checkpoint writer")
-        with atomic_path(path) as tmp:
+        with atomic_path(path, durable=True) as tmp:
             torch.save(checkpoint, tmp)
 
 
