@@ -376,6 +376,33 @@ def test_finetune_mix_cli_runs_and_refuses_test_images_and_bad_options(
     assert "no labeled frame" in capsys.readouterr().err.replace("\n", " ")
 
 
+def test_kfold_search_trains_each_fold_with_the_runs_extra_frames(
+    tmp_path: Path, synth_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--kfold chooses lr and batch size on training as the run does it: with --mix's frames, and with
+    a semi-supervised method's unlabeled frames (before, every fold trained on the labels alone)."""
+    from angioseg.data.synthetic import write_synthetic_dataset
+    from angioseg.train import finetune
+
+    extra = tmp_path / "extra"
+    write_synthetic_dataset(extra, 4, size=96, seed=7)
+    calls: list[tuple[int, int]] = []  # per _loaders call: (unlabeled frames, mixed-in frames)
+    real_loaders = finetune._loaders
+
+    def recorded(cfg: Any, train: Any, val: Any, bs: int, unlabeled: Any = None, *rest: Any) -> Any:
+        mix = rest[1] if len(rest) > 1 else None
+        calls.append((len(unlabeled or []), len(mix[0]) if mix else 0))
+        return real_loaders(cfg, train, val, bs, unlabeled, *rest)
+
+    monkeypatch.setattr(finetune, "_loaders", recorded)
+    base = ["finetune", "--data", synth_dir, "--labeled", "4", *TINY, "--kfold", "2"]
+    assert run_cli([*base, "--out", tmp_path / "m", "--mix", extra]) == 0
+    assert calls == [(0, 4)] * 9  # 2 folds of 4 (lr, batch size) settings, then the run
+    calls.clear()
+    assert run_cli([*base, "--out", tmp_path / "s", "--semi", "meanteacher", "--unlabeled", extra]) == 0
+    assert calls == [(4, 0)] * 9
+
+
 def test_selftrain_labels_the_unlabeled_frames_with_round_one_then_trains_round_two_on_them(
     tmp_path: Path,
     synth_dir: Path,

@@ -534,7 +534,7 @@ def run_finetune(
     lr, bs = cfg.lr, cfg.batch_size
     if cfg.kfold and not (run_dir / "kfold.json").exists():  # also a resume killed during the search
         drawn = [truth_mask(labeled[n].mask, cfg.preprocess) for n in splits["finetune"]]  # type: ignore[arg-type]
-        lr, bs, _ = kfold_search(cfg, train, run_dir, progress, truth=drawn)
+        lr, bs, _ = kfold_search(cfg, train, run_dir, progress, truth=drawn, unlabeled=unlabeled, mix=mix)
         if announce:
             announce(f"k-fold search chose lr={lr:g}, batch size={bs}")
         seed_everything(cfg.seed)

@@ -22,11 +22,17 @@ def kfold_search(
     run_dir: Path,
     progress: bool,
     truth: Sequence[np.ndarray] | None = None,
+    unlabeled: list[np.ndarray] | None = None,
+    mix: tuple[list[np.ndarray], list[np.ndarray]] | None = None,
 ) -> tuple[float, int, list[dict[str, Any]]]:
     """Pick (lr, batch size) by mean best validation Dice over ``cfg.kfold`` folds of the fine-tuning set.
 
     ``data`` holds the images and their training masks; a fold's held-out images are scored against
-    ``truth`` (the masks as drawn, same order; default: the training masks).
+    ``truth`` (the masks as drawn, same order; default: the training masks). Each fold trains as the
+    run itself will: with the ``unlabeled`` frames of a semi-supervised method or distillation and
+    the extra labeled frames of ``--mix`` or of self-training (its pseudo-labels, made by round 1,
+    which saw every fine-tuning image: a fold's held-out images are then not wholly unseen, alike
+    for every setting compared).
 
     A fresh model (re-loaded from the pretrained weights) is trained for every fold and setting;
     the authors' code kept training one model across folds, so later folds had seen their own
@@ -55,6 +61,9 @@ def kfold_search(
                     ([data[0][i] for i in tr], [data[1][i] for i in tr]),
                     ([data[0][i] for i in va], [scored[i] for i in va]),
                     bs,
+                    unlabeled,
+                    None,
+                    mix,
                 )
                 trainer = make_trainer(
                     sub,
