@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -137,7 +138,9 @@ def test_finetune_bad_inputs(tmp_path: Path, synth_dir: Path, capsys: pytest.Cap
     assert "does not exist" in capsys.readouterr().err
 
 
-def test_segment_files_folders_cine_and_bad_files(trained: Path, synth_dir: Path, tmp_path: Path) -> None:
+def test_segment_files_folders_cine_and_bad_files(
+    trained: Path, synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     img = np.asarray(read_mask(synth_dir / "masks" / "synth_0000.png"), np.uint8) * 200
@@ -162,6 +165,17 @@ def test_segment_files_folders_cine_and_bad_files(trained: Path, synth_dir: Path
     # Resume after an interruption: existing masks are kept, not recomputed (their mtime is unchanged).
     mtime = (out / "masks" / "synth_0001.png").stat().st_mtime_ns
     (out / "masks" / "cine_f001.png").unlink()
+    from angioseg.predict import Segmenter
+
+    prepared: list[int] = []  # frames preprocessed ahead of the network, on the prefetch thread
+    real_prepare = Segmenter.prepare
+
+    def counted(self: Segmenter, images: list[np.ndarray]) -> Any:
+        if threading.current_thread() is not threading.main_thread():
+            prepared.append(len(images))
+        return real_prepare(self, images)
+
+    monkeypatch.setattr(Segmenter, "prepare", counted)
     code = run_cli(
         [
             "segment",
@@ -176,6 +190,7 @@ def test_segment_files_folders_cine_and_bad_files(trained: Path, synth_dir: Path
     )
     assert code == 1 and (out / "masks" / "cine_f001.png").exists()
     assert (out / "masks" / "synth_0001.png").stat().st_mtime_ns == mtime
+    assert prepared == [1]  # only the missing frame was preprocessed (before: every frame)
     assert len(list(csv.DictReader(open(out / "vessels.csv")))) == 3
 
 

@@ -286,11 +286,21 @@ def iter_frames(inputs: Sequence[str | Path], failed: list[tuple[str, str]]) -> 
             failed.append((str(f), exc.problem))
 
 
-def _prepare_batch(segmenter: Segmenter, batch: list[Frame]) -> Prepared | None:
-    return segmenter.prepare([fr.image for fr in batch])
+@dataclass
+class _Batch:
+    """A batch of frames, their output names and which of them still need a mask (``todo``)."""
+
+    frames: list[Frame]
+    names: list[str]
+    todo: list[int]
 
 
-def _call(work: Callable[[list[Frame]], Prepared | None], batch: list[Frame]) -> Prepared | Exception | None:
+def _prepare_batch(segmenter: Segmenter, batch: _Batch) -> Prepared | None:
+    """The fast path's preprocessing of the batch's ``todo`` frames only (done frames cost nothing)."""
+    return segmenter.prepare([batch.frames[i].image for i in batch.todo]) if batch.todo else None
+
+
+def _call(work: Callable[[_Batch], Prepared | None], batch: _Batch) -> Prepared | Exception | None:
     """``work(batch)``, or its error (as :func:`~angioseg.infer.stream.prefetch` hands it over)."""
     try:
         return work(batch)
@@ -386,10 +396,26 @@ def segment_inputs(
             write_vessels_csv(out / "vessels.csv", result.rows)
             last_csv = time.monotonic()
 
+    def named(stream: Iterator[list[Frame]]) -> Iterator[_Batch]:
+        """Each batch with its frames' output names and, under ``skip_existing``, the frames whose mask
+        is not written yet (the only ones preprocessed and segmented)."""
+        for frames in stream:
+            names = []
+            for fr in frames:
+                name = fr.name if fr.name not in seen else f"{fr.source.parent.name}_{fr.name}"
+                seen.add(name)
+                names.append(name)
+            todo = [
+                i
+                for i, n in enumerate(names)
+                if not (skip_existing and (out / "masks" / f"{n}.png").exists())
+            ]
+            yield _Batch(frames, names, todo)
+
     # the next batch is decoded and preprocessed on a background thread while this one is in the
     # network (and the one before is written on the writer's thread)
     work = functools.partial(_prepare_batch, segmenter)
-    todo_batches = batches(iter_frames(inputs, result.failed), batch_size)
+    todo_batches = named(batches(iter_frames(inputs, result.failed), batch_size))
     pipeline = (
         prefetch(todo_batches, work) if prefetch_batches else ((b, _call(work, b)) for b in todo_batches)
     )
@@ -402,8 +428,8 @@ def segment_inputs(
         contextlib.closing(pipeline),
     ):
         task = bar.add_task("segmenting", total=None)
-        for batch, prepared in pipeline:
-            names = []
+        for named_batch, prepared in pipeline:
+            batch, names, todo = named_batch.frames, named_batch.names, named_batch.todo
             for fr in batch:
                 note = None if fr.source in warned else uncorrected_spacing_warning(fr)
                 if note is not None:
@@ -411,19 +437,16 @@ def segment_inputs(
                     result.warnings.append(note)
                     if warn is not None:
                         warn(note)
-                name = fr.name if fr.name not in seen else f"{fr.source.parent.name}_{fr.name}"
-                seen.add(name)
-                names.append(name)
-            done = [out / "masks" / f"{n}.png" for n in names]
-            todo = [i for i, d in enumerate(done) if not (skip_existing and d.exists())]
-            masks: dict[int, np.ndarray] = {i: read_mask(done[i]) for i in range(len(batch)) if i not in todo}
+            masks: dict[int, np.ndarray] = {
+                i: read_mask(out / "masks" / f"{names[i]}.png") for i in range(len(batch)) if i not in todo
+            }
             try:
-                if isinstance(prepared, Prepared):
-                    found = segmenter.segment_prepared(prepared, todo)
+                if isinstance(prepared, Prepared):  # of the todo frames only
+                    found = segmenter.segment_prepared(prepared)
                 elif isinstance(prepared, BaseException):
                     raise prepared
                 else:
-                    found = segmenter.segment_batch([batch[i].image for i in todo])
+                    found = segmenter.segment_batch([batch[i].image for i in todo]) if todo else []
                 masks.update(zip(todo, found, strict=True))
             except Exception:  # one bad frame must not cost the batch: retry one by one
                 for i in todo:
