@@ -633,6 +633,28 @@ def test_semi_auto_self_trains_only_where_unannotated_images_fit_the_other_optio
         check_options(FinetuneConfig(semi="sometimes"))
 
 
+def test_lr_schedule_option_is_recorded_checked_and_kept_on_resume(
+    tmp_path: Path, synth_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--lr-schedule cosine reaches the module, config.yaml keeps it, a resume may not change it, and
+    an unknown schedule is refused before anything is written."""
+    import torch as _torch
+
+    run = tmp_path / "r"
+    base = ["finetune", "--data", synth_dir, "--labeled", "3", *TINY, "--pretrained", "none"]
+    assert run_cli([*base, "--out", run, "--lr-schedule", "cosine"]) == 0
+    assert _run_config(run)["lr_schedule"] == "cosine"
+    ckpt = _torch.load(run / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)
+    assert ckpt["hyper_parameters"]["lr_schedule"] == "cosine" and ckpt["lr_schedulers"]
+    assert run_cli([*base, "--out", run, "--resume", "--lr-schedule", "constant"]) == 2
+    assert "--lr-schedule (stored 'cosine', given 'constant')" in capsys.readouterr().err.replace("\n", " ")
+    assert run_cli([*base, "--out", tmp_path / "bad", "--lr-schedule", "step"]) == 2
+    assert "--lr-schedule 'step' is not one of: constant, cosine" in capsys.readouterr().err.replace(
+        "\n", " "
+    )
+    assert not (tmp_path / "bad" / "config.yaml").exists()
+
+
 def test_resume_keeps_the_stored_semi_when_the_preset_default_auto_is_given() -> None:
     """The bench resumes its cells with the cpu preset's --semi auto: the run's stored choice stands;
     any other given value must match it."""

@@ -149,3 +149,51 @@ def test_the_atomic_checkpoint_writer_is_left_out_on_tpus(monkeypatch: Any) -> N
     assert _on_xla("tpu") and not _on_xla("cpu") and not _on_xla("gpu")
     monkeypatch.setattr(XLAAccelerator, "is_available", staticmethod(lambda: True))
     assert _on_xla("auto") and not _on_xla("cpu")
+
+
+def test_cosine_schedule_follows_the_epochs_and_stretches_to_a_resumed_total(tmp_path: Path) -> None:
+    """--lr-schedule cosine: lr = lr0 * (1 + cos(pi * epoch / total)) / 2 at each epoch; resumed with a
+    larger --epochs, the rest of the curve follows the new total (not the stored one, not a restart)."""
+    import math
+
+    from angioseg.models.unet import UNet
+    from angioseg.train.module import SegmentationModule
+
+    torch.manual_seed(0)
+    batch = {"image": torch.randn(2, 1, 16, 16), "mask": (torch.rand(2, 1, 16, 16) > 0.5).long()}
+    data = DataLoader([{k: v[i] for k, v in batch.items()} for i in range(2)], batch_size=2)
+    seen: list[float] = []
+
+    class Lr(pl.Callback):
+        def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+            seen.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    def fit(epochs: int, schedule: str, resume: bool) -> None:
+        module = SegmentationModule(
+            UNet(in_channels=1, out_channels=2, width=4).config(), lr=1e-3, lr_schedule=schedule
+        )
+        trainer = make_trainer(
+            tmp_path / schedule,
+            epochs,
+            patience=99,
+            precision="fp32",
+            progress=False,
+            accelerator="cpu",
+            callbacks=[Lr()],
+        )
+        last = tmp_path / schedule / "checkpoints" / "last.ckpt"
+        trainer.fit(module, data, data, ckpt_path=str(last) if resume else None)
+
+    def cos(e: int, total: int) -> float:
+        return 1e-3 * 0.5 * (1 + math.cos(math.pi * e / total))
+
+    fit(4, "cosine", resume=False)
+    assert seen == pytest.approx([cos(e, 4) for e in range(4)])
+    seen.clear()
+    fit(8, "cosine", resume=True)
+    assert seen == pytest.approx([cos(e, 8) for e in range(4, 8)])
+    seen.clear()
+    fit(3, "constant", resume=False)
+    assert seen == pytest.approx([1e-3] * 3)
+    with pytest.raises(ValueError, match="unknown lr_schedule"):
+        fit(1, "step", resume=False)

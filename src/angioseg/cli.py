@@ -199,6 +199,14 @@ def finetune(
         str | None,
         _opt("Training loss: dicece (Dice + cross-entropy) or dicecldice (+ soft-clDice).", "dicece"),
     ] = None,
+    lr_schedule: Annotated[
+        str | None,
+        _opt(
+            "Learning rate over the epochs: constant, or cosine (half a cosine from --lr down to ~0 "
+            "at the last of --epochs).",
+            "constant",
+        ),
+    ] = None,
     augment_policy: Annotated[
         str | None,
         _opt(
@@ -325,6 +333,7 @@ def finetune(
         "test": test,
         "test_fold": test_fold,
         "loss": loss,
+        "lr_schedule": lr_schedule,
         "augment_policy": augment_policy,
         "unlabeled": None if unlabeled is None else str(unlabeled),
         "semi": semi,

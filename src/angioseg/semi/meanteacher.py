@@ -38,8 +38,9 @@ class MeanTeacherModule(SegmentationModule):
         unlabeled_weight: float = 1.0,
         rampup: float = 0.3,
         total_steps: int = 1000,
+        lr_schedule: str = "constant",
     ) -> None:
-        super().__init__(model, lr, weight_decay, dice_weight, ce_weight, channels_last, loss)
+        super().__init__(model, lr, weight_decay, dice_weight, ce_weight, channels_last, loss, lr_schedule)
         self.teacher = copy.deepcopy(self.model)
         for p in self.teacher.parameters():
             p.requires_grad_(False)

@@ -178,7 +178,10 @@ class DistillModule(SegmentationModule):
         self.log("distill_loss", kd, prog_bar=True, on_step=False, on_epoch=True, batch_size=len(x))
         return sup + self.hparams["weight"] * kd
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
+    def configure_optimizers(self) -> Any:
+        from angioseg.train.module import optimizer_with_schedule
+
+        opt = torch.optim.Adam(
             self.model.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )
+        return optimizer_with_schedule(self, opt)

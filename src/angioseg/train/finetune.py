@@ -97,6 +97,7 @@ class FinetuneConfig:
     num_workers: int = 0
     preset: str = "custom"
     loss: str = "dicece"
+    lr_schedule: str = "constant"  # constant or cosine (angioseg.train.module.LR_SCHEDULES)
     unlabeled: str | None = None
     unlabeled_limit: int | None = 300
     semi: str | None = None
@@ -206,7 +207,11 @@ def _new_module(
         in_channels=1, out_channels=2, width=cfg.width, depth=cfg.depth, vesselness=sigmas
     ).config()
     kwargs: dict[str, Any] = dict(
-        lr=lr, weight_decay=cfg.weight_decay, channels_last=cfg.channels_last, loss=cfg.loss
+        lr=lr,
+        weight_decay=cfg.weight_decay,
+        channels_last=cfg.channels_last,
+        loss=cfg.loss,
+        lr_schedule=cfg.lr_schedule,
     )
     cls: type[SegmentationModule] = SegmentationModule
     if cfg.teacher:
@@ -266,7 +271,8 @@ def _several_processes(cfg: FinetuneConfig) -> bool:
 
 
 def check_options(cfg: FinetuneConfig) -> None:
-    """Refuse an unknown loss, semi-supervised method, ``tta`` or augmentation policy; ``unlabeled``
+    """Refuse an unknown loss, learning-rate schedule, semi-supervised method, ``tta`` or augmentation
+    policy; ``unlabeled``
     without ``semi``, and a ``semi`` other than selftrain without ``unlabeled``; selftrain over several
     processes; ``mix`` beside ``semi``, ``unlabeled`` or a teacher, and a ``mix_fraction`` that is
     unused or outside (0, 1); and a policy other than the default with ``augment`` off.
@@ -274,10 +280,12 @@ def check_options(cfg: FinetuneConfig) -> None:
     ``semi="auto"`` (the cpu preset's) is checked as no method: it becomes selftrain only where that
     fits the other options (:func:`resolve_semi`)."""
     from angioseg.semi import SEMI_NAMES
-    from angioseg.train.module import LOSSES
+    from angioseg.train.module import LOSSES, LR_SCHEDULES
 
     if cfg.loss not in LOSSES:
         raise AngiosegError(f"--loss {cfg.loss!r} is not one of: {', '.join(LOSSES)}")
+    if cfg.lr_schedule not in LR_SCHEDULES:
+        raise AngiosegError(f"--lr-schedule {cfg.lr_schedule!r} is not one of: {', '.join(LR_SCHEDULES)}")
     if semi_choice(cfg.semi) in (None, SEMI_AUTO):
         cfg = replace(cfg, semi=None)  # auto is checked as no method (resolve_semi decides later)
     if cfg.semi is not None and cfg.semi not in SEMI_NAMES:

@@ -21,6 +21,32 @@ def batch_dice(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 LOSSES = ("dicece", "dicecldice")
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def optimizer_with_schedule(module: pl.LightningModule, optimizer: torch.optim.Optimizer) -> Any:
+    """``optimizer`` with the module's ``lr_schedule`` (what ``configure_optimizers`` returns).
+
+    ``constant``: the optimizer alone. ``cosine``: the learning rate follows half a cosine from its
+    value at epoch 0 down to nearly 0 at the trainer's last epoch (``max_epochs``), stepped once an
+    epoch. The total is read when training starts, so a run resumed with a larger ``--epochs``
+    stretches the rest of its curve to the new total (the factor is a function of the epoch and the
+    total, not state kept in the checkpoint).
+    """
+    schedule = module.hparams.get("lr_schedule", "constant")
+    if schedule == "constant":
+        return optimizer
+    if schedule != "cosine":
+        raise ValueError(f"unknown lr_schedule {schedule!r}; expected one of {', '.join(LR_SCHEDULES)}")
+    import math
+
+    total = max(1, int(module.trainer.max_epochs or 1))
+
+    def factor(epoch: int) -> float:
+        return 0.5 * (1 + math.cos(math.pi * min(epoch, total) / total))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
 
 def make_loss(name: str, dice_weight: float = 1.0, ce_weight: float = 1.0) -> torch.nn.Module:
@@ -65,6 +91,7 @@ class SegmentationModule(pl.LightningModule):
         ce_weight: float = 1.0,
         channels_last: bool = False,
         loss: str = "dicece",
+        lr_schedule: str = "constant",
     ) -> None:
         super().__init__()
         self.save_hyperparameters()
@@ -113,7 +140,19 @@ class SegmentationModule(pl.LightningModule):
         self.log("val_loss", self.val_loss_mean, prog_bar=True, on_step=False, on_epoch=True)
         self.log("val_dice", self.val_dice_mean, prog_bar=True, on_step=False, on_epoch=True)
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(
+    def on_train_start(self) -> None:
+        # A resumed run restores the optimizer's learning rate as the schedule left it for the stored
+        # total; set it for the epoch it resumes at under the total of this run (optimizer_with_schedule).
+        for config in self.trainer.lr_scheduler_configs:
+            sched = config.scheduler
+            if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+                for group, base, factor in zip(
+                    sched.optimizer.param_groups, sched.base_lrs, sched.lr_lambdas, strict=True
+                ):
+                    group["lr"] = base * factor(sched.last_epoch)
+
+    def configure_optimizers(self) -> Any:
+        opt = torch.optim.Adam(
             self.parameters(), lr=self.hparams["lr"], weight_decay=self.hparams["weight_decay"]
         )
+        return optimizer_with_schedule(self, opt)

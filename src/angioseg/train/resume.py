@@ -29,7 +29,7 @@ _FLAGS = {
         k: "--" + k
         for k in ("kfold", "precision", "groups", "loss", "semi", "unlabeled", "mix", "vesselness")
     },
-    **{k: "--" + k.replace("_", "-") for k in ("augment_policy", "test_fold", "mix_fraction")},
+    **{k: "--" + k.replace("_", "-") for k in ("augment_policy", "test_fold", "mix_fraction", "lr_schedule")},
 }
 _PATHS = ("data", "pretrained", "groups", "unlabeled", "mix")
 
