@@ -68,6 +68,20 @@ def test_unet_with_vesselness_rebuilds_from_its_config_and_older_configs_are_unc
         UNet(spatial_dims=3, vesselness=(1.0,))
 
 
+def test_finetune_scales_the_vesselness_sigmas_with_the_network_input_size() -> None:
+    """The scales (1, 2, 3 px) are for 256² inputs; at 512² vessels are twice as many pixels wide."""
+    from angioseg.data.preprocess import PreprocessConfig
+    from angioseg.train.finetune import FinetuneConfig, _new_module
+
+    def sigmas(size: int | None) -> list[float]:
+        cfg = FinetuneConfig(width=4, vesselness=True, preprocess=PreprocessConfig(image_size=size))
+        return list(_new_module(cfg, 1e-3, None)[0].model.config()["vesselness"])
+
+    assert sigmas(256) == [1.0, 2.0, 3.0]
+    assert sigmas(512) == [2.0, 4.0, 6.0]
+    assert sigmas(None) == [1.0, 2.0, 3.0]  # frames at their own size: unscaled
+
+
 def test_a_checkpoint_without_the_channel_loads_with_zero_weights_for_it(tmp_path: Path) -> None:
     torch.manual_seed(0)
     src = UNet(width=4, depth=2).eval()

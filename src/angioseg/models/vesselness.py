@@ -22,6 +22,15 @@ import torch.nn.functional as F
 from torch import nn
 
 DEFAULT_SIGMAS = (1.0, 2.0, 3.0)  # pixels at the network's resolution (256²: vessels 2-10 px wide)
+SIGMAS_AT = 256  # the input size DEFAULT_SIGMAS are meant for
+
+
+def sigmas_for(image_size: int | None) -> tuple[float, ...]:
+    """:data:`DEFAULT_SIGMAS` scaled to a network input of ``image_size`` pixels (vessels are as many
+    pixels wider at a finer grid); unscaled where frames keep their own size (``None``)."""
+    if image_size is None:
+        return DEFAULT_SIGMAS
+    return tuple(round(s * image_size / SIGMAS_AT, 3) for s in DEFAULT_SIGMAS)
 
 
 def _kernels(sigma: float) -> torch.Tensor:
@@ -75,4 +84,4 @@ class Vesselness(nn.Module):
             return best / scale.view(-1, 1, 1, 1)
 
 
-__all__ = ["DEFAULT_SIGMAS", "Vesselness"]
+__all__ = ["DEFAULT_SIGMAS", "SIGMAS_AT", "Vesselness", "sigmas_for"]

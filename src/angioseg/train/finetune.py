@@ -200,9 +200,9 @@ def train_transform(cfg: FinetuneConfig) -> Any:
 def _new_module(
     cfg: FinetuneConfig, lr: float, announce: Callable[[str], None] | None
 ) -> tuple[SegmentationModule, str | None]:
-    from angioseg.models.vesselness import DEFAULT_SIGMAS
+    from angioseg.models.vesselness import sigmas_for
 
-    sigmas = DEFAULT_SIGMAS if cfg.vesselness else None
+    sigmas = sigmas_for(cfg.preprocess.image_size) if cfg.vesselness else None
     model_cfg = UNet(
         in_channels=1, out_channels=2, width=cfg.width, depth=cfg.depth, vesselness=sigmas
     ).config()
