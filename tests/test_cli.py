@@ -227,6 +227,22 @@ def test_segment_says_where_the_mm_come_from(
     assert len(warnings) == 1 and str(inputs / "d_detector.dcm") in warnings[0]  # one line per file
 
 
+def test_segment_gives_every_frame_its_own_mask_name(tiny_model: Path, tmp_path: Path) -> None:
+    """Three files img.png in folders x/a, y/a, z/a: masks img, a_img, a_img_2 and one vessels.csv row
+    each (before, the third was named a_img too and overwrote the second's mask)."""
+    for k, top in enumerate("xyz"):
+        im = np.full((32, 32), 200, np.uint8)
+        im[:, 4 + 8 * k : 8 + 8 * k] = 40  # a dark vertical band, in another place in each
+        write_png(tmp_path / top / "a" / "img.png", im)
+    out = tmp_path / "seg"
+    files = [tmp_path / t / "a" / "img.png" for t in "xyz"]
+    assert run_cli(["segment", *files, "--model", tiny_model, "--out", out, "--no-overlay"]) == 0
+    assert sorted(p.stem for p in (out / "masks").iterdir()) == ["a_img", "a_img_2", "img"]
+    rows = list(csv.DictReader(open(out / "vessels.csv")))
+    assert [r["name"] for r in rows] == ["img", "a_img", "a_img_2"]
+    assert [Path(r["source"]).parts[-3] for r in rows] == ["x", "y", "z"]
+
+
 def test_segment_sliding_and_fast_modes_match_resize(tiny_model: Path, tmp_path: Path) -> None:
     """Dice against the truth of --mode sliding and --fast vs the resize path, on held-out frames 4x
     the training size (square: sliding is resize's scale) and on a wide frame (two side by side)."""

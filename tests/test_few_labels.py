@@ -401,6 +401,26 @@ def test_kfold_search_trains_each_fold_with_the_runs_extra_frames(
     calls.clear()
     assert run_cli([*base, "--out", tmp_path / "s", "--semi", "meanteacher", "--unlabeled", extra]) == 0
     assert calls == [(4, 0)] * 9
+    # a fold trains kfold_epochs: the mean teacher's ramp-up (total_steps) is sized to that
+    steps: list[int] = []
+    real_new_module = finetune._new_module
+
+    def recorded_module(cfg: Any, *a: Any) -> Any:
+        module, transfer = real_new_module(cfg, *a)
+        steps.append(int(module.hparams["total_steps"]))
+        return module, transfer
+
+    monkeypatch.setattr(finetune, "_new_module", recorded_module)
+    from angioseg.data.preprocess import PreprocessConfig
+    from angioseg.train.finetune import FinetuneConfig, run_finetune
+
+    cfg = FinetuneConfig(
+        data=str(synth_dir), out=str(tmp_path / "k"), labeled=4, width=4, epochs=3, batch_size=2,
+        min_steps_per_epoch=2, kfold=2, kfold_lrs=[1e-3], kfold_batch_sizes=[2], kfold_epochs=1,
+        semi="meanteacher", unlabeled=str(extra), preprocess=PreprocessConfig(image_size=64),
+    )  # fmt: skip
+    run_finetune(cfg, progress=False, announce=None)
+    assert steps == [2, 2, 6]  # 2 folds of 1 epoch x 2 steps, then the run's 3 x 2
 
 
 def test_selftrain_labels_the_unlabeled_frames_with_round_one_then_trains_round_two_on_them(

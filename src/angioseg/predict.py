@@ -403,6 +403,10 @@ def segment_inputs(
             names = []
             for fr in frames:
                 name = fr.name if fr.name not in seen else f"{fr.source.parent.name}_{fr.name}"
+                k = 1
+                while name in seen:  # a third img.png in another folder a/: a_img_2
+                    k += 1
+                    name = f"{fr.source.parent.name}_{fr.name}_{k}"
                 seen.add(name)
                 names.append(name)
             todo = [

@@ -48,22 +48,34 @@ def atomic_path(path: str | Path, durable: bool = False) -> Iterator[Path]:
             _fsync(tmp_path)
         os.replace(tmp_path, path)
         if durable:
-            _fsync(path.parent)
+            _fsync_folder(path.parent)
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
 
 
 def _fsync(path: Path) -> None:
-    """Flush ``path`` (a file, or a folder's entries) to the disk; folders cannot be opened on Windows."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except (IsADirectoryError, PermissionError):  # a folder on Windows
-        return
+    """Flush the file ``path`` to the disk (a handle that may write: Windows flushes no other)."""
+    fd = os.open(path, os.O_RDWR)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _fsync_folder(path: Path) -> None:
+    """Flush a folder's entries (a rename in it) to the disk, where the system allows it: Windows
+    cannot open a folder, and some network file systems refuse (the rename is done either way)."""
+    if os.name == "nt":
+        return
+    try:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,13 +49,15 @@ def kfold_search(
     if k < 2:
         raise AngiosegError(f"--kfold needs at least 2 fine-tuning images, got {n}")
     rows: list[dict[str, Any]] = []
+    # a fold trains for kfold_epochs: a semi-supervised method's ramp-up follows that length
+    fold_cfg = replace(cfg, epochs=cfg.kfold_epochs or cfg.epochs)
     folds = list(KFold(k, shuffle=True, random_state=cfg.seed).split(np.arange(n)))
     for lr in cfg.kfold_lrs:
         for bs in cfg.kfold_batch_sizes:
             scores = []
             for f, (tr, va) in enumerate(folds):
                 seed_everything(cfg.seed + f)
-                module, _ = _new_module(cfg, lr, None)
+                module, _ = _new_module(fold_cfg, lr, None)
                 sub = run_dir / "kfold" / f"lr{lr:g}_bs{bs}_fold{f}"
                 tl, vl = _loaders(
                     cfg,
