@@ -60,6 +60,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "synth_lr3e-4": {**SYNTH, "lr": 3e-4},
     # the learning rate decays along half a cosine over the preset's epochs (--lr-schedule cosine)
     "synth_cos": {**SYNTH, "lr_schedule": "cosine"},
+    # the same over half the epochs (most synth cells pick an epoch before 50): half the compute at most
+    "synth_cos50": {**SYNTH, "lr_schedule": "cosine", "epochs": 50},
     # self-training with it: synth_cos labels the unused images, and round 2 uses the schedule too
     "synth_self_cos": {**SYNTH, "lr_schedule": "cosine", "mix_fraction": 0.5},
     # nearly the CIMAT frames' own 300 px (a multiple of 16 for the 4-level UNet): ~1.4x the compute
