@@ -60,10 +60,8 @@ METHODS: dict[str, dict[str, Any]] = {
     "synth_lr3e-4": {**SYNTH, "lr": 3e-4},
     # the learning rate decays along half a cosine over the preset's epochs (--lr-schedule cosine)
     "synth_cos": {**SYNTH, "lr_schedule": "cosine"},
-    # the same over half the epochs (most synth cells pick an epoch before 50): half the compute at most
+    # the same over half the epochs (most synth cells pick an epoch before 50)
     "synth_cos50": {**SYNTH, "lr_schedule": "cosine", "epochs": 50},
-    # self-training with it: synth_cos labels the unused images, and round 2 uses the schedule too
-    "synth_self_cos": {**SYNTH, "lr_schedule": "cosine", "mix_fraction": 0.5},
     # nearly the CIMAT frames' own 300 px (a multiple of 16 for the 4-level UNet): ~1.4x the compute
     "synth_res304": {**SYNTH, "preprocess": {"image_size": 304}},
     # synth from another synthetic start (--start): e.g. the bundled one trained on for longer
@@ -136,7 +134,7 @@ def cell_config(args: argparse.Namespace, method: str, budget: str, fold: int, s
 
 
 # method -> the method whose finished cell labels the unused images
-SELF_METHODS = {"synth_self": "synth", "synth_self2": "synth_self", "synth_self_cos": "synth_cos"}
+SELF_METHODS = {"synth_self": "synth", "synth_self2": "synth_self"}
 # method (finetune's own --semi selftrain) -> the method whose finished cell is copied in as its round 1
 ROUND1_METHODS = {"synth_selfarc": "synth"}
 TEACHERS = {**SELF_METHODS, **ROUND1_METHODS}
@@ -549,10 +547,7 @@ def report(out: Path) -> str:
     for base, who in (
         ("scratch", lambda m: m != "scratch"),
         ("synth", lambda m: m.startswith("synth_")),
-        (
-            "synth_self",
-            lambda m: m in ("synth_self2", "synth_selfarc", "synth_self_cos"),
-        ),  # against the default
+        ("synth_self", lambda m: m in ("synth_self2", "synth_selfarc")),  # against the default
     ):
         lines += paired(rows, base, [m for m in methods if who(m)], budgets)
     older = [k for k in rows if not (cell_dir(out, *k) / "test" / "scoring.json").is_file()]
