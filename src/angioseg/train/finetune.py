@@ -272,10 +272,10 @@ def _several_processes(cfg: FinetuneConfig) -> bool:
 
 def check_options(cfg: FinetuneConfig) -> None:
     """Refuse an unknown loss, learning-rate schedule, semi-supervised method, ``tta`` or augmentation
-    policy; ``unlabeled``
-    without ``semi``, and a ``semi`` other than selftrain without ``unlabeled``; selftrain over several
-    processes; ``mix`` beside ``semi``, ``unlabeled`` or a teacher, and a ``mix_fraction`` that is
-    unused or outside (0, 1); and a policy other than the default with ``augment`` off.
+    policy; ``unlabeled`` without ``semi``, and a ``semi`` other than selftrain without ``unlabeled``;
+    selftrain over several processes; ``mix`` beside ``semi``, ``unlabeled`` or a teacher, and a
+    ``mix_fraction`` that is unused or outside (0, 1); and a policy other than the default with
+    ``augment`` off.
 
     ``semi="auto"`` (the cpu preset's) is checked as no method: it becomes selftrain only where that
     fits the other options (:func:`resolve_semi`)."""
