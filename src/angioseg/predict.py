@@ -182,16 +182,13 @@ class Segmenter:
         x, geoms = fast_preprocess(images, self.preprocess)
         return Prepared(x, geoms)
 
-    def run_prepared(self, prepared: Prepared, rows: Sequence[int] | None = None) -> list[np.ndarray]:
-        """Vessel probabilities of a :meth:`prepare`d batch (only its ``rows``, if given)."""
-        x, geoms = prepared.x, prepared.geoms
-        if rows is not None:
-            x, geoms = x[list(rows)], [geoms[i] for i in rows]
-        return restore_batch(self.engine(x), geoms) if len(geoms) else []
+    def run_prepared(self, prepared: Prepared) -> list[np.ndarray]:
+        """Vessel probabilities of a :meth:`prepare`d batch."""
+        return restore_batch(self.engine(prepared.x), prepared.geoms) if len(prepared.geoms) else []
 
-    def segment_prepared(self, prepared: Prepared, rows: Sequence[int] | None = None) -> list[np.ndarray]:
-        """Vessel masks of a :meth:`prepare`d batch (only its ``rows``, if given)."""
-        return [p >= self.threshold for p in self.run_prepared(prepared, rows)]
+    def segment_prepared(self, prepared: Prepared) -> list[np.ndarray]:
+        """Vessel masks of a :meth:`prepare`d batch."""
+        return [p >= self.threshold for p in self.run_prepared(prepared)]
 
     def segment(self, image: np.ndarray) -> np.ndarray:
         return self.probability(image) >= self.threshold

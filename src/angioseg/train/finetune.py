@@ -454,13 +454,13 @@ def run_finetune(
     for source in (cfg.pretrained, cfg.teacher):  # neither may have seen a test image
         if source:
             check_pretrained_images(source, labeled, splits["test"], None if resume else announce)
+    from angioseg.data.leakage import sample_hashes
+
+    # frames from anywhere but the labels (unlabeled, self-training's, --mix's) may not copy a test image
+    test_hashes = sample_hashes(labeled, splits["test"])
     was_auto = cfg.semi == SEMI_AUTO
     held_out = [*splits["test"], *splits["val"]]
     found = None  # the frames to pseudo-label, once loaded
-    if was_auto or cfg.semi == "selftrain":
-        from angioseg.data.leakage import sample_hashes
-
-        test_hashes = sample_hashes(labeled, splits["test"])
     if was_auto:  # made concrete before the run is recorded (config.yaml keeps the choice)
         cfg, chosen, found = resolve_semi(cfg, all_samples, test_hashes, held_out)
         if chosen and announce:
@@ -503,10 +503,8 @@ def run_finetune(
         mix = first_round(cfg, frames, progress, announce if main else None)
         seed_everything(cfg.seed)  # round 2 draws as if it had started afresh
     elif cfg.unlabeled:  # semi-supervised or distillation (check_options)
-        from angioseg.data.leakage import sample_hashes
         from angioseg.semi.data import load_unlabeled
 
-        test_hashes = sample_hashes(labeled, splits["test"])
         unlabeled = load_unlabeled(
             cfg.unlabeled, cfg.preprocess, test_hashes, cfg.unlabeled_limit, cfg.channel
         )
@@ -514,12 +512,9 @@ def run_finetune(
             how = f"semi-supervised ({cfg.semi})" if cfg.semi else f"distilling {cfg.teacher}"
             announce(f"{how} with {len(unlabeled)} unlabeled frames from {cfg.unlabeled}")
     if cfg.mix:
-        from angioseg.data.leakage import sample_hashes
         from angioseg.train.mix import load_mix
 
-        mix = load_mix(
-            cfg.mix, cfg.preprocess, sample_hashes(labeled, splits["test"]), cfg.mix_limit, cfg.channel
-        )
+        mix = load_mix(cfg.mix, cfg.preprocess, test_hashes, cfg.mix_limit, cfg.channel)
         if announce and not resume:
             announce(
                 f"mixing {len(mix[0])} labeled frames from {cfg.mix} into training "
